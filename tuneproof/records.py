@@ -1,0 +1,134 @@
+"""Loading and validating the user's JSONL into canonical records.
+
+Accepted input, one JSON object per line, one format per file:
+  * `{"prompt": str, "completion": str}`                    (prompt becomes one user message)
+  * `{"messages": [{"role": ..., "content": ...}, ...]}`    (OpenAI chat fine-tuning style;
+                                                             the last message is the assistant's answer)
+Other keys are ignored. Blank lines are skipped.
+
+Canonical record (what every stage after `dedup` reads):
+  `{"id": "L000012", "messages": [<system/user/assistant turns before the answer>], "completion": str}`
+where the id is the 1-based line number in the raw file, so every report points back at the source.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterator
+
+from tuneproof.io import TuneproofError
+
+ROLES = ("system", "user", "assistant")
+
+
+def record_id(line_no: int) -> str:
+    return f"L{line_no:06d}"
+
+
+def _fail(path: Path, line_no: int, message: str) -> TuneproofError:
+    return TuneproofError(f"{path}:{line_no}: {message}")
+
+
+def _text(value: object, what: str, path: Path, line_no: int) -> str:
+    if not isinstance(value, str):
+        raise _fail(path, line_no, f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise _fail(path, line_no, f"{what} is empty; remove the line or fill it in")
+    return value
+
+
+def parse_record(obj: object, path: Path, line_no: int) -> tuple[str, dict]:
+    """Validate one decoded JSON line; return (format name, canonical record)."""
+    if not isinstance(obj, dict):
+        raise _fail(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
+    has_chat = "messages" in obj
+    has_pc = "prompt" in obj or "completion" in obj
+    if has_chat and has_pc:
+        raise _fail(path, line_no, "has both 'messages' and 'prompt'/'completion'; use one format")
+    if has_chat:
+        messages = obj["messages"]
+        if not isinstance(messages, list) or len(messages) < 2:
+            raise _fail(path, line_no, "'messages' must be a list of at least a user and an assistant message")
+        turns = []
+        for i, msg in enumerate(messages):
+            where = f"messages[{i}]"
+            if not isinstance(msg, dict):
+                raise _fail(path, line_no, f"{where} must be an object with 'role' and 'content'")
+            for key in ("role", "content"):
+                if key not in msg:
+                    raise _fail(path, line_no, f"{where} is missing '{key}'")
+            if msg["role"] not in ROLES:
+                raise _fail(path, line_no, f"{where}.role is {msg['role']!r}; expected one of {', '.join(ROLES)}")
+            turns.append({"role": msg["role"], "content": _text(msg["content"], f"{where}.content", path, line_no)})
+        if turns[-1]["role"] != "assistant":
+            raise _fail(path, line_no, "the last message must be the assistant's answer (role 'assistant')")
+        if not any(t["role"] == "user" for t in turns[:-1]):
+            raise _fail(path, line_no, "'messages' has no user message before the answer")
+        return "chat", {"id": record_id(line_no), "messages": turns[:-1], "completion": turns[-1]["content"]}
+    if has_pc:
+        for key in ("prompt", "completion"):
+            if key not in obj:
+                raise _fail(path, line_no, f"missing field '{key}' (expected 'prompt' and 'completion')")
+        prompt = _text(obj["prompt"], "'prompt'", path, line_no)
+        completion = _text(obj["completion"], "'completion'", path, line_no)
+        return "prompt_completion", {
+            "id": record_id(line_no),
+            "messages": [{"role": "user", "content": prompt}],
+            "completion": completion,
+        }
+    raise _fail(path, line_no, "expected 'prompt' and 'completion', or 'messages'; found keys "
+                + (", ".join(sorted(obj)) or "none"))
+
+
+def iter_records(path: str | Path) -> Iterator[dict]:
+    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
+    path = Path(path)
+    if not path.is_file():
+        raise TuneproofError(f"{path}: file not found; set data.raw in params.yaml to your JSONL file")
+    first_format: tuple[str, int] | None = None
+    with open(path, "rb") as fh:
+        for line_no, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _fail(path, line_no, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise _fail(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            fmt, record = parse_record(obj, path, line_no)
+            if first_format is None:
+                first_format = (fmt, line_no)
+            elif fmt != first_format[0]:
+                raise _fail(path, line_no, f"uses the {fmt} format but line {first_format[1]} uses "
+                            f"{first_format[0]}; one file must use one format")
+            yield record
+    if first_format is None:
+        raise TuneproofError(f"{path}: no records (the file is empty); add JSONL lines")
+
+
+def load_records(path: str | Path) -> list[dict]:
+    """All canonical records of a JSONL file (validated; see module docstring)."""
+    return list(iter_records(path))
+
+
+def prompt_text(record: dict) -> str:
+    """The prompt side of a record as plain text (all turns before the answer)."""
+    return "\n".join(m["content"] for m in record["messages"])
+
+
+def label_of(record: dict, label_field: str | None) -> str | None:
+    """The record's class label: None when the task has none, the whole completion when
+    `label_field` is "completion", else that key of the completion parsed as a JSON object."""
+    if label_field is None:
+        return None
+    if label_field == "completion":
+        return record["completion"].strip()
+    try:
+        value = json.loads(record["completion"])
+    except json.JSONDecodeError:
+        return None
+    return str(value.get(label_field)) if isinstance(value, dict) and label_field in value else None
