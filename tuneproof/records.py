@@ -35,6 +35,12 @@ def _text(value: object, what: str, path: Path, line_no: int) -> str:
         raise _fail(path, line_no, f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise _fail(path, line_no, f"{what} is empty; remove the line or fill it in")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        # json.loads accepts a lone "\ud800" escape, but no UTF-8 file can hold it.
+        raise _fail(path, line_no, f"{what} contains an invalid \\u escape (a lone surrogate); "
+                    "fix the text's encoding") from None
     return value
 
 
@@ -85,12 +91,13 @@ def iter_records(path: str | Path) -> Iterator[dict]:
     """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
     path = Path(path)
     if not path.is_file():
-        raise TuneproofError(f"{path}: file not found; set data.raw in params.yaml to your JSONL file")
+        raise TuneproofError(f"{path}: file not found; set paths.raw in params.yaml to your JSONL file")
     first_format: tuple[str, int] | None = None
     with open(path, "rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             try:
-                line = raw.decode("utf-8")
+                # utf-8-sig on the first line: editors on Windows often start the file with a BOM.
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
             except UnicodeDecodeError as exc:
                 raise _fail(path, line_no, f"not valid UTF-8 (byte {exc.start}); re-encode the file as UTF-8") from None
             if not line.strip():

@@ -1,0 +1,168 @@
+"""Stage `dedup`: exact / conflict / near duplicates, truth scoring, the stage on demo data, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages.dedup import CLUSTERS_FILE, RECORDS_FILE, DedupParams, dedup_records, main, score_against_truth
+from tuneproof.demo_data import write_demo
+from tuneproof.io import TuneproofError, write_jsonl
+from tuneproof.records import load_records
+
+from test_records import BAD_INPUTS, write_lines
+
+LONG = ("my parcel for order 48213 still has not arrived and the tracking page shows nothing since "
+        "monday could you tell me where it is please")
+
+
+def rec(line: int, prompt: str, completion: str = "a") -> dict:
+    return {"id": f"L{line:06d}", "messages": [{"role": "user", "content": prompt}], "completion": completion}
+
+
+def test_exact_conflict_and_near_duplicates():
+    records = [
+        rec(1, LONG),
+        rec(2, "Please cancel my subscription, I do not use it any more.", "cancel"),
+        rec(3, LONG.upper() + "!!", "a"),                          # exact after normalising (same completion)
+        rec(4, "Is the kettle dishwasher safe?", "q1"),
+        rec(5, "is the KETTLE dishwasher-safe", "q2"),             # same prompt, other completion: conflict
+        rec(6, LONG.replace("monday", "tuesday"), "a"),           # near duplicate of 1
+        rec(7, "Please cancel my subscription, I do not use it any more.", "cancel  "),  # exact (whitespace)
+        rec(8, "Completely different: my card was declined at checkout twice today.", "pay"),
+    ]
+    params = DedupParams(threshold=0.7, shingle_size=3, num_perm=128)
+    result = dedup_records(records, params)
+    assert [r["id"] for r in result.records] == ["L000001", "L000002", "L000008"]
+    assert result.clusters == [
+        {"reason": "exact", "kept": "L000001", "dropped": ["L000003"], "similarity": {"L000003": 1.0}},
+        {"reason": "near", "kept": "L000001", "dropped": ["L000006"], "similarity": {"L000006": round(20 / 26, 4)},  # 3 of 23 trigrams changed
+         "completions": 1},
+        {"reason": "exact", "kept": "L000002", "dropped": ["L000007"], "similarity": {"L000007": 1.0}},
+        {"reason": "conflict", "kept": None, "dropped": ["L000004", "L000005"],
+         "similarity": {"L000004": 1.0, "L000005": 1.0}, "completions": 2},
+    ]
+    assert result.metrics["exact_dropped"] == 2 and result.metrics["near_dropped"] == 1
+    assert result.metrics["conflict_groups"] == 1 and result.metrics["conflict_dropped"] == 2
+    assert result.metrics["records_in"] == 8 and result.metrics["records_out"] == 3
+
+    keep_first = dedup_records(records, DedupParams(conflicts="keep_first"))
+    assert [r["id"] for r in keep_first.records] == ["L000001", "L000002", "L000004", "L000008"]
+    conflict = [c for c in keep_first.clusters if c["reason"] == "conflict"]
+    assert conflict[0]["kept"] == "L000004" and conflict[0]["dropped"] == ["L000005"]
+
+
+def test_near_cluster_keeps_lowest_line_and_flags_different_completions():
+    records = [rec(1, "totally unrelated short text about refunds for shoes"),
+               rec(2, LONG.replace("monday", "friday"), "x"), rec(3, LONG, "y")]
+    result = dedup_records(records, DedupParams())
+    (near,) = result.clusters
+    assert near["kept"] == "L000002" and near["dropped"] == ["L000003"] and near["completions"] == 2
+    assert result.metrics["near_clusters_with_different_completions"] == 1
+
+
+def test_bad_params_are_rejected():
+    with pytest.raises(TuneproofError, match="dedup.threshold"):
+        dedup_records([rec(1, "a")], DedupParams(threshold=0.0))
+
+
+def test_score_against_truth_counts_true_and_false_drops():
+    truth = {"groups": [
+        {"kind": "exact", "original": 1, "duplicates": [5]},
+        {"kind": "near", "original": 2, "duplicates": [6, 7]},
+        {"kind": "conflict", "original": 3, "duplicates": [8]},
+    ]}
+    clusters = [
+        {"reason": "exact", "kept": "L000001", "dropped": ["L000005"]},          # true
+        {"reason": "exact", "kept": "L000006", "dropped": ["L000007"]},          # true via 7 -> 6 -> 2
+        {"reason": "near", "kept": "L000002", "dropped": ["L000006", "L000004"]},  # 6 true, 4 false
+        {"reason": "conflict", "kept": None, "dropped": ["L000003", "L000008"]},
+    ]
+    score = score_against_truth(clusters, truth)
+    assert score["should_drop"] == 3 and score["dropped"] == 4 and score["true_drops"] == 3
+    assert score["recall"] == 1.0 and score["precision"] == 0.75
+    assert score["recall_exact"] == 1.0 and score["recall_near"] == 1.0
+    assert score["conflicts_planted"] == 1 and score["conflicts_flagged"] == 1
+    missed = score_against_truth(clusters[:1], truth)
+    assert missed["recall"] == round(1 / 3, 4) and missed["recall_near"] == 0.0 and missed["precision"] == 1.0
+    assert missed["conflicts_flagged"] == 0
+
+
+def set_params(project_dir: Path, **changes: dict) -> None:
+    path = project_dir / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in changes.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params))
+
+
+def outputs(project_dir: Path) -> list[Path]:
+    return [project_dir / "data" / "dedup" / RECORDS_FILE, project_dir / "data" / "dedup" / CLUSTERS_FILE,
+            project_dir / "metrics" / "dedup.json"]
+
+
+def test_stage_on_demo_data_finds_planted_duplicates_deterministically(project_dir, capsys):
+    write_demo(project_dir / "data" / "raw")
+    main()
+    metrics = json.loads((project_dir / "metrics" / "dedup.json").read_text())
+    truth = metrics["truth"]
+    assert truth["recall"] >= 0.95 and truth["precision"] >= 0.95, truth
+    assert truth["conflicts_flagged"] == truth["conflicts_planted"] > 0
+    kept = load_records(project_dir / "data" / "raw" / "support_tickets.jsonl")
+    out = [json.loads(l) for l in (project_dir / "data" / "dedup" / RECORDS_FILE).read_text().splitlines()]
+    assert len(out) == metrics["records_out"] < metrics["records_in"] == len(kept)
+    assert [r["id"] for r in out] == sorted(r["id"] for r in out)
+    assert "recall" in capsys.readouterr().out
+    first = [p.read_bytes() for p in outputs(project_dir)]
+    main()
+    assert [p.read_bytes() for p in outputs(project_dir)] == first
+
+
+def test_both_input_formats_give_the_same_result(project_dir):
+    records = [{"prompt": LONG, "completion": "a"}, {"prompt": "Is the kettle dishwasher safe?", "completion": "q"},
+               {"prompt": LONG.replace("monday", "tuesday"), "completion": "a"}]
+    results = {}
+    for fmt in ("pc", "chat"):
+        rows = records if fmt == "pc" else [
+            {"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}]}
+            for r in records]
+        write_jsonl(project_dir / f"{fmt}.jsonl", rows)
+        set_params(project_dir, paths={"raw": f"{fmt}.jsonl"}, dedup={"truth": None})
+        main()
+        results[fmt] = [p.read_bytes() for p in outputs(project_dir)]
+    assert results["pc"] == results["chat"]
+    assert json.loads(results["pc"][2])["near_dropped"] == 1
+
+
+def test_truth_for_another_file_is_skipped(project_dir, capsys):
+    write_demo(project_dir / "data" / "raw")
+    write_jsonl(project_dir / "mine.jsonl", [{"prompt": "a b c", "completion": "x"}])
+    set_params(project_dir, paths={"raw": "mine.jsonl"})
+    main()
+    assert "truth" not in json.loads((project_dir / "metrics" / "dedup.json").read_text())
+    assert "describes a different file" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name,lines,line_no,message", BAD_INPUTS, ids=[case[0] for case in BAD_INPUTS])
+def test_bad_input_stops_the_stage_before_writing(project_dir, name, lines, line_no, message):
+    write_lines(project_dir / "bad.jsonl", lines)
+    set_params(project_dir, paths={"raw": "bad.jsonl"}, dedup={"truth": None})
+    with pytest.raises(TuneproofError, match=rf"bad.jsonl:{line_no}: "):
+        main()
+    assert [p for p in outputs(project_dir) if p.exists()] == []
+    assert not (project_dir / "data").exists()
+
+
+def test_failed_run_leaves_previous_outputs_untouched(project_dir):
+    write_jsonl(project_dir / "good.jsonl", [{"prompt": LONG, "completion": "a"}, {"prompt": LONG, "completion": "a"}])
+    set_params(project_dir, paths={"raw": "good.jsonl"}, dedup={"truth": None})
+    main()
+    before = [p.read_bytes() for p in outputs(project_dir)]
+    write_lines(project_dir / "good.jsonl", [json.dumps({"prompt": LONG, "completion": "a"}), "{oops"])
+    with pytest.raises(TuneproofError, match=r"good.jsonl:2: invalid JSON"):
+        main()
+    assert [p.read_bytes() for p in outputs(project_dir)] == before
+    assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [CLUSTERS_FILE, RECORDS_FILE]

@@ -1,0 +1,330 @@
+"""stages.split: leak groups never straddle, stratification, determinism, small classes, the
+contamination audit (leak found and named, distinct pairs pass) and the stage's outputs."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import split as split_stage
+from stages.split import (
+    SPLITS,
+    SplitParams,
+    assign_splits,
+    audit_split,
+    leak_groups,
+    split_records,
+    split_targets,
+)
+from tuneproof.io import TuneproofError, read_json, sha256_file
+
+VOCAB = [f"{a}{b}" for a in ("ba", "ke", "mo", "ti", "ru", "sa", "lo", "pe", "du", "vi")
+         for b in ("rn", "sk", "lt", "mp", "ng", "ft", "rd", "xe", "zo", "qu")]
+INTENTS = ("billing_refund", "shipping_delay", "account_access")
+
+
+def random_text(rng: random.Random, words: int = 14) -> str:
+    """A sentence of random made-up words: unrelated texts share (almost) no word 3-grams."""
+    return " ".join(rng.choice(VOCAB) for _ in range(words)).capitalize() + "."
+
+
+def record(i: int, prompt: str, label: str | None = "billing_refund", system: str | None = None) -> dict:
+    completion = json.dumps({"intent": label, "priority": "low"}) if label is not None else "no json here"
+    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
+    return {"id": f"L{i:06d}", "messages": messages, "completion": completion}
+
+
+# A ticket-length text (26 words). The audit at its default 0.8 flags a one-word edit of texts
+# from about 14 words up; shorter texts are flagged when copied with case/punctuation edits only.
+TICKET = ("Hello, my order 48213 arrived yesterday but the blender jar was cracked and leaking "
+          "everywhere. Could you send a replacement or refund me? Thanks, Maria")
+
+
+def edited_copy(text: str) -> str:
+    """A leak: the same text with one word changed, re-cased and re-punctuated."""
+    words = text.rstrip(".").split()
+    words[len(words) // 2] = "changed"
+    return " ".join(words).upper() + "!!"
+
+
+def family_records(families: int = 30, per_family: int = 3, singles: int = 150, seed: int = 0) -> list[dict]:
+    """Near-duplicate families (edited copies of one text) plus unrelated single records."""
+    rng = random.Random(seed)
+    records = []
+    for f in range(families):
+        base = random_text(rng, 16)
+        for k in range(per_family):
+            records.append(record(len(records) + 1, base if k == 0 else edited_copy(base) + " " * k,
+                                  INTENTS[f % len(INTENTS)]))
+    for s in range(singles):
+        records.append(record(len(records) + 1, random_text(rng), INTENTS[s % len(INTENTS)]))
+    return records
+
+
+def split_of(result) -> dict[str, str]:
+    return {r["id"]: name for name, records in result.splits.items() for r in records}
+
+
+# ---------------------------------------------------------------- grouping and assignment
+
+
+def test_leak_groups_merge_near_duplicates_and_identical_normalised_prompts():
+    rng = random.Random(1)
+    base, other = random_text(rng, 16), random_text(rng, 16)
+    texts = [base, other, edited_copy(base), "Hello, World!", "hello   world", "Hello there world friend"]
+    groups = leak_groups(texts, threshold=0.4, shingle_size=3, num_perm=128)
+    assert groups[0] == groups[2]                       # one word changed, re-cased, punctuation
+    assert groups[3] == groups[4]                       # identical once normalised
+    assert len({groups[0], groups[1], groups[3], groups[5]}) == 4
+    first_seen = list(dict.fromkeys(groups))
+    assert first_seen == list(range(len(first_seen)))  # ids numbered in first-seen order
+
+
+def test_groups_never_straddle_splits():
+    records = family_records(families=40, per_family=4, singles=200)
+    result = split_records(records, SplitParams(), "intent")
+    where = split_of(result)
+    for f in range(40):
+        ids = [records[f * 4 + k]["id"] for k in range(4)]
+        assert len({where[i] for i in ids}) == 1, f"family {f} straddles splits"
+    assert {where[r["id"]] for r in records[:160]} == set(SPLITS)  # families do reach val and test
+    by_group: dict[int, set[str]] = {}
+    for r, g in zip(records, result.groups):
+        by_group.setdefault(g, set()).add(where[r["id"]])
+    assert all(len(s) == 1 for s in by_group.values())
+
+
+def test_stratification_keeps_label_proportions():
+    rng = random.Random(2)
+    sizes = {"a": 500, "b": 300, "c": 150, "d": 50}
+    labels = [label for label, n in sizes.items() for _ in range(n)]
+    rng.shuffle(labels)
+    names = assign_splits(labels, list(range(len(labels))), 0.1, 0.1, seed=0)
+    counts = Counter(zip(labels, names))
+    assert Counter(names) == {"train": 800, "val": 100, "test": 100}
+    for label, n in sizes.items():
+        for split, share in (("val", 0.1), ("test", 0.1)):
+            assert abs(counts[label, split] - n * share) <= 1, (label, split, counts)
+
+
+def test_stratification_with_groups_stays_close():
+    records = family_records(families=60, per_family=3, singles=600, seed=3)
+    result = split_records(records, SplitParams(), "intent")
+    total = Counter(result.labels)
+    for split, share in (("val", 0.1), ("test", 0.1)):
+        got = Counter(json.loads(r["completion"])["intent"] for r in result.splits[split])
+        for label in INTENTS:
+            assert abs(got[label] - total[label] * share) <= 4, (split, label, got, total)
+
+
+@pytest.mark.parametrize("n, expected", [
+    (1, (1, 0, 0)), (2, (2, 0, 0)), (3, (3, 0, 0)), (4, (3, 0, 1)), (5, (4, 0, 1)), (6, (5, 0, 1)),
+    (7, (5, 1, 1)), (10, (8, 1, 1)), (39, (31, 4, 4)),
+])
+def test_split_targets_small_classes(n, expected):
+    assert tuple(split_targets(n, 0.1, 0.1)[s] for s in SPLITS) == expected
+
+
+def test_small_classes_do_not_crash_and_stay_in_train():
+    rng = random.Random(4)
+    records = [record(i, random_text(rng), "big") for i in range(1, 201)]
+    small = {"one": 1, "two": 2, "three": 3, "five": 5}
+    for label, n in small.items():
+        records += [record(len(records) + 1, random_text(rng), label) for _ in range(n)]
+    result = split_records(records, SplitParams(), "intent")
+    per_split = {s: Counter(json.loads(r["completion"])["intent"] for r in rs) for s, rs in result.splits.items()}
+    for label in ("one", "two", "three"):
+        assert per_split["train"][label] == small[label]
+    assert (per_split["train"]["five"], per_split["val"]["five"], per_split["test"]["five"]) == (4, 0, 1)
+
+
+def test_records_without_label_form_their_own_stratum():
+    rng = random.Random(5)
+    records = [record(i, random_text(rng), "billing_refund" if i % 2 else None) for i in range(1, 101)]
+    result = split_records(records, SplitParams(), "intent")
+    assert result.labels.count(None) == 50
+    for split, n in (("val", 5), ("test", 5)):
+        assert sum(1 for r in result.splits[split] if r["completion"] == "no json here") == n
+
+
+def test_split_is_deterministic_and_seeded():
+    records = family_records(seed=6)
+    first = split_records(records, SplitParams(), "intent")
+    again = split_records(list(records), SplitParams(), "intent")
+    other = split_records(records, replace(SplitParams(), seed=1), "intent")
+    assert first.splits == again.splits
+    assert split_of(first) != split_of(other)
+
+
+def test_shared_system_prompt_does_not_group_everything():
+    rng = random.Random(7)
+    system = "You are a support agent. Answer with one JSON object with keys intent, priority and reply."
+    records = [record(i, random_text(rng), INTENTS[i % 3], system=system) for i in range(1, 101)]
+    result = split_records(records, SplitParams(), "intent")
+    assert len(set(result.groups)) == 100
+
+
+def test_too_few_records_is_a_clear_error():
+    rng = random.Random(8)
+    records = [record(i, random_text(rng)) for i in range(1, 5)]
+    with pytest.raises(TuneproofError, match="leave val empty"):
+        split_records(records, SplitParams(), "intent")
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"val_ratio": 0.0}, "split.val_ratio"),
+    ({"val_ratio": 0.5, "test_ratio": 0.5}, "split.val_ratio \\+ split.test_ratio"),
+    ({"audit_threshold": 1.5}, "split.audit_threshold"),
+    ({"audit_ngram": 0}, "split.audit_ngram"),
+])
+def test_invalid_params_name_the_key(change, key):
+    with pytest.raises(TuneproofError, match=key):
+        split_records([record(1, "x")], replace(SplitParams(), **change), "intent")
+
+
+# ---------------------------------------------------------------- contamination audit
+
+
+def audit(splits: dict, check_completions: bool = False) -> dict:
+    p = SplitParams()
+    return audit_split(splits, p.audit_ngram, p.audit_threshold,
+                       p.audit_completion_threshold if check_completions else None, p.audit_top)
+
+
+def test_audit_fails_on_a_planted_leak_and_names_the_pair():
+    rng = random.Random(9)
+    train = [record(i, random_text(rng)) for i in range(1, 41)]
+    val = [record(i, random_text(rng)) for i in range(41, 46)]
+    test = [record(i, random_text(rng)) for i in range(46, 51)]
+    leaked = test[2] = record(48, TICKET)
+    copy = record(99, edited_copy(TICKET))  # changed word, re-cased, punctuation
+    report = audit({"train": train + [copy], "val": val, "test": test})
+    assert not report["pass"]
+    assert report["prompt"]["leaks"] == 1
+    worst = report["prompt"]["worst"][0]
+    assert (worst["id"], worst["split"], worst["train_id"]) == (leaked["id"], "test", "L000099")
+    assert worst["score"] >= 0.8
+    message = str(split_stage.audit_error(report))
+    assert "test L000048 ~ train L000099" in message
+    assert leaked["messages"][0]["content"][:30] in message and copy["messages"][0]["content"][:30] in message
+
+
+def test_audit_catches_a_short_sms_copy():
+    train = [record(1, "Ok lor. See you at 6!"), record(2, "Call me when you reach home")]
+    test = [record(3, "ok lor see you at 6"), record(4, "Did you get the tickets for friday?")]
+    report = audit({"train": train, "val": [], "test": test})
+    assert not report["pass"]
+    assert [(r["id"], r["train_id"]) for r in report["prompt"]["worst"] if r["score"] >= 0.8] == [("L000003", "L000001")]
+
+
+def test_audit_passes_on_distinct_pairs_on_the_same_topic():
+    train = [record(1, "My parcel for order 4411 has not arrived yet, where is it? - Anna"),
+             record(2, "I was charged twice for my subscription this month, please refund one charge.")]
+    test = [record(3, "Hi, the tracking for my order 9087 has not moved in a week. Thanks, Tom"),
+            record(4, "Please cancel my subscription at the end of this billing period.")]
+    report = audit({"train": train, "val": [], "test": test})
+    assert report["pass"]
+    assert 0 < report["prompt"]["max"] < 0.8
+
+
+def test_shared_completion_is_legitimate_for_label_tasks_only():
+    rng = random.Random(10)
+    answer = "Hi there, we have refunded your order in full. - Acme Support"
+    train = [dict(record(1, random_text(rng)), completion=answer)]
+    test = [dict(record(2, random_text(rng)), completion=answer)]
+    labelled = audit({"train": train, "val": [], "test": test}, check_completions=False)
+    assert labelled["pass"] and labelled["completion"]["max"] == 1.0
+    generative = audit({"train": train, "val": [], "test": test}, check_completions=True)
+    assert not generative["pass"] and generative["completion"]["leaks"] == 1
+    assert "completion test L000002 ~ train L000001" in str(split_stage.audit_error(generative))
+
+
+# ---------------------------------------------------------------- the stage
+
+
+def write_dedup_records(project_dir: Path, records: list[dict]) -> Path:
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    path = project_dir / params["paths"]["dedup"] / "records.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def outputs(project_dir: Path) -> dict[str, bytes]:
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    split_dir = project_dir / params["paths"]["split"]
+    files = [split_dir / f"{s}.jsonl" for s in SPLITS] + [split_dir / "audit.json",
+                                                          project_dir / params["paths"]["metrics"] / "split.json"]
+    return {str(f.relative_to(project_dir)): f.read_bytes() for f in files if f.exists()}
+
+
+def test_main_writes_all_outputs_deterministically(project_dir):
+    records = family_records(seed=11)
+    write_dedup_records(project_dir, records)
+    split_stage.main()
+    first = outputs(project_dir)
+    assert len(first) == 5
+    metrics = read_json(project_dir / "metrics" / "split.json")
+    assert metrics["records"] == {"train": 192, "val": 24, "test": 24, "total": 240}
+    for s in SPLITS:
+        path = project_dir / "data" / "split" / f"{s}.jsonl"
+        assert metrics["sha256"][s] == sha256_file(path)
+        assert sum(metrics["labels"][s].values()) == metrics["records"][s]
+    assert metrics["audit"]["pass"] is True and metrics["audit"]["prompt_max"] < 0.8
+    assert metrics["groups"]["multi_record"] == 30
+    audit_json = read_json(project_dir / "data" / "split" / "audit.json")
+    assert len(audit_json["records"]) == 48 and audit_json["prompt"]["threshold"] == 0.8
+    split_ids = sorted(json.loads(line)["id"] for s in SPLITS
+                       for line in (project_dir / "data" / "split" / f"{s}.jsonl").read_text().splitlines())
+    assert split_ids == sorted(r["id"] for r in records)
+    split_stage.main()
+    assert outputs(project_dir) == first
+
+
+def test_main_writes_nothing_when_the_audit_fails(project_dir, monkeypatch):
+    rng = random.Random(12)
+    records = [record(1, TICKET)] + [record(i, random_text(rng)) for i in range(2, 101)]
+    records.append(record(101, edited_copy(TICKET)))
+    write_dedup_records(project_dir, records)
+    # Grouping would keep the pair together; force it apart to simulate a leak grouping missed.
+    monkeypatch.setattr(split_stage, "leak_groups", lambda texts, *args: list(range(len(texts))))
+    monkeypatch.setattr(split_stage, "assign_splits",
+                        lambda labels, *args, **kwargs: ["test"] + ["val"] * 10 + ["train"] * (len(labels) - 11))
+    with pytest.raises(TuneproofError, match="contamination audit failed") as err:
+        split_stage.main()
+    assert "test L000001 ~ train L000101" in str(err.value)
+    assert outputs(project_dir) == {}
+
+
+def test_main_without_dedup_output_says_what_to_run(project_dir):
+    with pytest.raises(TuneproofError, match="run the dedup stage first"):
+        split_stage.main()
+
+
+def set_params(project_dir: Path, **sections) -> None:
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    for section, values in sections.items():
+        params[section] = {**params[section], **values} if isinstance(values, dict) else values
+    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def test_main_checks_completions_only_for_tasks_without_label(project_dir):
+    rng = random.Random(13)
+    boilerplate = "Thank you for your message, a member of our team will get back to you within two days."
+    records = [dict(record(i, random_text(rng)), completion=random_text(rng, 10)) for i in range(1, 101)]
+    for r in records[:30]:  # 30 of 100 share one answer: some land in val/test, most in train
+        r["completion"] = boilerplate
+    write_dedup_records(project_dir, records)
+    set_params(project_dir, task={"label_field": None})
+    with pytest.raises(TuneproofError, match=r"completion (val|test) L0000[0-2]\d ~ train L0000[0-2]\d: jaccard 1.000"):
+        split_stage.main()
+    assert outputs(project_dir) == {}
+    set_params(project_dir, split={"audit_completion_threshold": None})
+    split_stage.main()
+    assert read_json(project_dir / "data" / "split" / "audit.json")["completion"]["max"] == 1.0
