@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 DVC    := $(VENV)/bin/dvc
 STAMP  := $(VENV)/.installed
 
-.PHONY: repro test install clean-venv
+.PHONY: repro test install clean-venv pr-report
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ repro: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Markdown PR comment: working tree vs main, e.g. PR_REPORT_ARGS='--exp NAME --out pr-comment.md'.
+pr-report: $(STAMP)
+	$(VENV)/bin/tuneproof pr-report $(PR_REPORT_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,184 @@
+"""The shared scorer: lenient extraction, per-example metrics, aggregates, params validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sklearn.metrics import f1_score
+
+from tuneproof.io import TuneproofError
+from tuneproof.scoring import (NO_LABEL, Scorer, ScoreParams, build_scorer, extract_json_object, extract_label,
+                               metric_names, validate)
+
+DEMO = ScoreParams(kind="json", primary="task_success", fields=["intent", "priority"],
+                   style={"reply": r"Hi [A-Z][\w'-]*, .+\. - Acme Support"})
+REF = json.dumps({"intent": "damaged_item", "priority": "high",
+                  "reply": "Hi Anna, we will replace order #12 free of charge. - Acme Support"})
+INTENTS = ("damaged_item", "billing_refund", "shipping_delay")
+
+
+def demo_scorer(label_field: str | None = "intent") -> Scorer:
+    return Scorer(DEMO, label_field, INTENTS)
+
+
+# ------------------------------------------------------------------------------ json extraction
+
+def test_extract_json_plain_fenced_and_in_prose():
+    obj = {"a": 1, "b": "x}"}
+    assert extract_json_object(json.dumps(obj)) == obj
+    assert extract_json_object("```json\n" + json.dumps(obj) + "\n```") == obj
+    assert extract_json_object("Sure! Here it is: " + json.dumps(obj) + " Hope that helps {") == obj
+
+
+def test_extract_json_skips_broken_braces_and_takes_the_first_object():
+    text = 'use {curly} braces: {"a": 1} and {"a": 2}'
+    assert extract_json_object(text) == {"a": 1}
+
+
+def test_extract_json_rejects_non_objects():
+    assert extract_json_object("[1, 2]") is None
+    assert extract_json_object('{"intent": "damaged_item", "priority": ') is None
+    assert extract_json_object("no json here") is None
+
+
+# ------------------------------------------------------------------------------- json scoring
+
+def test_json_exact_answer_scores_everything():
+    scores, label = demo_scorer().score(REF, REF)
+    assert scores == {"exact": 1.0, "json_valid": 1.0, "intent_match": 1.0, "priority_match": 1.0,
+                      "style_ok": 1.0, "task_success": 1.0}
+    assert label == "damaged_item"
+
+
+def test_json_in_code_fence_with_extra_whitespace_is_valid_but_not_exact():
+    prediction = "```json\n  " + REF.replace(": ", ":   ") + "  \n```\n"
+    scores, _ = demo_scorer().score(prediction, REF)
+    assert scores["exact"] == 0.0
+    assert scores["json_valid"] == scores["task_success"] == 1.0
+
+
+def test_surrounding_whitespace_still_exact():
+    assert demo_scorer().score("\n  " + REF + " \n", REF)[0]["exact"] == 1.0
+
+
+def test_field_match_ignores_case_and_inner_whitespace():
+    pred = json.loads(REF) | {"intent": " Damaged_Item ", "priority": "HIGH"}
+    scores, label = demo_scorer().score(json.dumps(pred), REF)
+    assert scores["intent_match"] == scores["priority_match"] == 1.0
+    assert label == "damaged_item"
+
+
+def test_invalid_json_fails_everything():
+    scores, label = demo_scorer().score('{"intent": "damaged_item", "priority": "high"', REF)
+    assert scores["json_valid"] == scores["intent_match"] == scores["task_success"] == 0.0
+    assert label == NO_LABEL
+
+
+def test_missing_field_fails_that_field_and_task_success():
+    pred = json.loads(REF)
+    del pred["priority"]
+    scores, _ = demo_scorer().score(json.dumps(pred), REF)
+    assert scores["json_valid"] == scores["intent_match"] == scores["style_ok"] == 1.0
+    assert scores["priority_match"] == scores["task_success"] == 0.0
+
+
+def test_house_style_violation_fails_task_success_only_through_style():
+    pred = json.loads(REF) | {"reply": "Dear Anna, we will replace your order."}
+    scores, _ = demo_scorer().score(json.dumps(pred), REF)
+    assert scores["intent_match"] == scores["priority_match"] == 1.0
+    assert scores["style_ok"] == scores["task_success"] == 0.0
+
+
+def test_non_string_styled_field_is_not_ok():
+    pred = json.loads(REF) | {"reply": 42}
+    assert demo_scorer().score(json.dumps(pred), REF)[0]["style_ok"] == 0.0
+
+
+def test_unknown_predicted_label_is_no_label():
+    pred = json.loads(REF) | {"intent": "refund_request"}
+    assert demo_scorer().score(json.dumps(pred), REF)[1] == NO_LABEL
+
+
+def test_reference_must_be_json_with_the_fields():
+    with pytest.raises(TuneproofError, match="L000007.*not a JSON object"):
+        demo_scorer().score(REF, "plain text", record_id="L000007")
+    with pytest.raises(TuneproofError, match="no field 'priority'"):
+        demo_scorer().score(REF, json.dumps({"intent": "damaged_item"}))
+
+
+# ------------------------------------------------------------------------------------- labels
+
+@pytest.mark.parametrize("text, expected", [
+    ("spam", "spam"),
+    ("  SPAM.\n", "spam"),
+    ("This message is spam!", "spam"),
+    ("Answer: ham", "ham"),
+    ("spam or ham, hard to say", None),   # two labels named: ambiguous, counts as wrong
+    ("I cannot tell", None),
+    ("spammy", None),                      # whole words only
+])
+def test_extract_label(text, expected):
+    assert extract_label(text, ["ham", "spam"]) == expected
+
+
+def test_extract_label_prefers_the_longer_contained_label():
+    labels = ["card", "card payment", "transfer"]
+    assert extract_label("It is about a card payment.", labels) == "card payment"
+    assert extract_label("my card", labels) == "card"
+    assert extract_label("card_payment", labels) == "card payment"
+
+
+def test_label_scorer_rows_and_macro_f1_match_sklearn():
+    records = [{"id": f"L{i}", "messages": [{"role": "user", "content": "x"}], "completion": c}
+               for i, c in enumerate(["ham", "ham", "spam", "spam", "ham", "spam"])]
+    predictions = ["ham", "It is spam", "spam", "no idea", "HAM", "spam or ham"]
+    scorer = build_scorer(ScoreParams(kind="label", primary="accuracy"), "completion", records)
+    assert scorer.labels == ("ham", "spam")
+    rows = [scorer.row(r, p) for r, p in zip(records, predictions)]
+    assert [r["predicted_label"] for r in rows] == ["ham", "spam", "spam", NO_LABEL, "ham", NO_LABEL]
+    assert [r["scores"]["accuracy"] for r in rows] == [1, 0, 1, 0, 1, 0]
+    agg = scorer.aggregate(rows)
+    assert agg["accuracy"] == pytest.approx(0.5)
+    assert agg["extracted"] == pytest.approx(4 / 6)
+    expected = f1_score([r["label"] for r in rows], [r["predicted_label"] for r in rows],
+                        labels=["ham", "spam"], average="macro", zero_division=0)
+    assert agg["macro_f1"] == pytest.approx(expected)
+    # Hand check: ham P=2/2 R=2/3 -> F1 0.8; spam P=1/2 R=1/3 -> F1 0.4; macro 0.6. An
+    # unextracted answer is a miss for its class, never a class of its own.
+    assert agg["macro_f1"] == pytest.approx(0.6)
+
+
+def test_json_rows_carry_labels_and_aggregate_macro_f1():
+    records = [{"id": "L1", "messages": [], "completion": REF},
+               {"id": "L2", "messages": [], "completion": REF.replace("damaged_item", "billing_refund")}]
+    scorer = build_scorer(DEMO, "intent", records)
+    rows = [scorer.row(records[0], REF), scorer.row(records[1], "not json")]
+    assert rows[0] | {"scores": None} == {"id": "L1", "prediction": REF, "reference": REF, "scores": None,
+                                          "label": "damaged_item", "predicted_label": "damaged_item"}
+    agg = scorer.aggregate(rows)
+    assert agg["task_success"] == 0.5 and agg["json_valid"] == 0.5
+    assert agg["macro_f1"] == pytest.approx(0.5)  # damaged_item F1 1, billing_refund F1 0
+    assert set(agg) == set(metric_names(DEMO)) | {"macro_f1"}
+
+
+def test_exact_kind():
+    scorer = Scorer(ScoreParams(kind="exact", primary="exact"))
+    assert scorer.score(" 42\n", "42") == ({"exact": 1.0}, None)
+    assert scorer.score("42.", "42")[0] == {"exact": 0.0}
+
+
+# --------------------------------------------------------------------------------- validation
+
+def test_primary_must_be_a_per_example_metric_of_the_kind():
+    with pytest.raises(TuneproofError, match="score.primary: 'accuracy'.*task_success"):
+        validate(DEMO.__class__(kind="json", primary="accuracy", fields=["intent"]))
+    with pytest.raises(TuneproofError, match="score.primary: 'macro_f1'"):
+        validate(ScoreParams(kind="label", primary="macro_f1"))
+
+
+def test_bad_style_regex_and_label_kind_mismatch_are_reported():
+    with pytest.raises(TuneproofError, match="score.style.reply: invalid regex"):
+        validate(ScoreParams(kind="json", primary="task_success", style={"reply": "Hi ("}))
+    with pytest.raises(TuneproofError, match="task.label_field: completion"):
+        build_scorer(ScoreParams(kind="label", primary="accuracy"), "intent", [])

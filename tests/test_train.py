@@ -1,0 +1,289 @@
+"""Stage `train` on a tiny config-built llama: masking, the three methods, reload, resume, provenance."""
+
+import dataclasses
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, TrainerCallback
+
+from stages import train as stage
+from tuneproof.io import TuneproofError, read_json, sha256_file, write_jsonl
+from tuneproof.prompting import completion_target, format_prompt
+from tuneproof.testing import build_tiny_model_dir, build_tiny_tokenizer
+
+SYSTEM = "Answer with one JSON object."
+INTENTS = ["billing_refund", "shipping_delay", "account_access"]
+NAMES = ["Anna", "Bob", "Chen", "Dana"]
+
+
+def make_record(i: int, rng: random.Random) -> dict:
+    intent, name, order = rng.choice(INTENTS), rng.choice(NAMES), rng.randint(10000, 99999)
+    return {
+        "id": f"L{i:06d}",
+        "messages": [{"role": "user", "content": f"hello, order {order} {intent.replace('_', ' ')} please - {name}"}],
+        "completion": json.dumps({"intent": intent, "reply": f"Hi {name}, we are on it. - Acme Support"}),
+    }
+
+
+@pytest.fixture(scope="module")
+def split_dir(tmp_path_factory):
+    rng = random.Random(0)
+    out = tmp_path_factory.mktemp("split")
+    write_jsonl(out / "train.jsonl", [make_record(i, rng) for i in range(1, 33)])
+    write_jsonl(out / "val.jsonl", [make_record(i, rng) for i in range(33, 41)])
+    return out
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models gain nothing from a second thread; on a shared CPU a spinning one slows them."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_params(tmp_path, **overrides) -> stage.TrainParams:
+    base = dict(max_steps=6, eval_steps=2, logging_steps=1, batch_size=4, learning_rate=5e-3, val_records=None,
+                checkpoints=str(tmp_path / "checkpoints"), lora=stage.LoraParams(r=4, alpha=8))
+    return stage.TrainParams(**{**base, **overrides})
+
+
+def run(params, tiny_model_dir, split_dir, tmp_path, callbacks=()):
+    return stage.train(params, SYSTEM, tiny_model_dir, split_dir, tmp_path / "adapter",
+                       tmp_path / "metrics" / "train.json", tmp_path / "metrics" / stage.CURVES_DIR, callbacks)
+
+
+def probe_ids(tiny_model_dir) -> torch.Tensor:
+    tok = build_tiny_tokenizer()
+    record = make_record(0, random.Random(1))
+    return torch.tensor([tok(format_prompt(tok, record, SYSTEM), add_special_tokens=False)["input_ids"]])
+
+
+def logits(model, ids) -> torch.Tensor:
+    model.eval()
+    with torch.no_grad():
+        return model(input_ids=ids).logits
+
+
+# ----------------------------------------------------------------------------- the training example
+
+
+def test_tokenized_example_is_served_prompt_then_masked_completion():
+    tok = build_tiny_tokenizer()
+    record = make_record(1, random.Random(0))
+    row = stage.tokenize_record(tok, record, SYSTEM, max_length=1024)
+    served = tok(format_prompt(tok, record, SYSTEM), add_special_tokens=False)["input_ids"]
+    n = len(served)
+    assert row["input_ids"][:n] == served  # no extra BOS, no merge across the boundary
+    assert row["completion_mask"] == [0] * n + [1] * (len(row["input_ids"]) - n)
+    assert tok.decode(row["input_ids"][n:]) == completion_target(tok, record)
+    assert row["input_ids"].count(tok.eos_token_id) == served.count(tok.eos_token_id) + 1  # one EOS added
+    assert row["input_ids"][-1] == tok.eos_token_id
+
+
+def test_truncation_keeps_the_prompt():
+    tok = build_tiny_tokenizer()
+    record = make_record(1, random.Random(0))
+    full = stage.tokenize_record(tok, record, SYSTEM, max_length=1024)
+    cut = stage.tokenize_record(tok, record, SYSTEM, max_length=full["length"] - 5)
+    assert cut["input_ids"] == full["input_ids"][:-5] and len(cut["completion_mask"]) == len(cut["input_ids"])
+
+
+def test_trainer_labels_mask_the_prompt(tiny_model_dir, split_dir, tmp_path):
+    """After TRL's own preparation and collation, prompt positions carry label -100 and the
+    prompt ids are exactly the served ones."""
+    from tuneproof.io import read_jsonl
+
+    records = read_jsonl(split_dir / "train.jsonl")
+    trainer = stage.build_trainer(tiny_params(tmp_path), SYSTEM, tiny_model_dir, records, records[:4],
+                                  tmp_path / "ckpt", tmp_path / "curves")
+    tok = trainer.processing_class
+    for record, example in zip(records, trainer.train_dataset):
+        served = tok(format_prompt(tok, record, SYSTEM), add_special_tokens=False)["input_ids"]
+        n = len(served)
+        assert example["input_ids"][:n] == served
+        assert set(example["labels"][:n]) == {-100}
+        assert example["labels"][n:] == example["input_ids"][n:]
+    batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    real = batch["attention_mask"].bool()
+    assert (batch["labels"][~real] == -100).all()  # padding never counts
+    assert (batch["labels"][real] != -100).sum() < real.sum()  # prompt tokens do not count
+
+
+def test_shared_prefix_gives_the_same_loss_and_gradients(tiny_model_dir, split_dir, tmp_path):
+    from tuneproof.io import read_jsonl
+
+    records = read_jsonl(split_dir / "train.jsonl")
+    results = []
+    for share in (True, False):
+        trainer = stage.build_trainer(tiny_params(tmp_path, method="full", share_prefix=share), SYSTEM,
+                                      tiny_model_dir, records, records[:4], tmp_path / "ckpt", tmp_path / "curves")
+        batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+        loss = trainer.compute_loss(trainer.model, dict(batch))
+        loss.backward()
+        grads = {n: p.grad for n, p in trainer.model.named_parameters()}
+        results.append((len(trainer.shared_prefix), loss.detach(), grads))
+    (shared, loss_a, grads_a), (plain, loss_b, grads_b) = results
+    prompt = build_tiny_tokenizer()(format_prompt(build_tiny_tokenizer(), records[0], SYSTEM))["input_ids"]
+    assert plain == 0 and 8 <= shared < len(prompt)  # system prompt + template, not the user turn
+    torch.testing.assert_close(loss_a, loss_b)
+    for name in grads_b:
+        torch.testing.assert_close(grads_a[name], grads_b[name], atol=1e-6, rtol=1e-4)
+
+
+# ----------------------------------------------------------------------------- methods, reload, provenance
+
+
+def test_cpu_never_bf16(tmp_path):
+    config = stage.sft_config(tiny_params(tmp_path), tmp_path / "out", torch.device("cpu"))
+    assert config.bf16 is False and config.fp16 is False
+    assert config.completion_only_loss is True and config.load_best_model_at_end is True
+
+
+def test_lora_adapter_reloads_with_same_logits_and_provenance(tiny_model_dir, split_dir, tmp_path):
+    from peft import PeftModel
+
+    params = tiny_params(tmp_path)
+    trainer, info = run(params, tiny_model_dir, split_dir, tmp_path)
+    adapter = tmp_path / "adapter"
+    assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
+            stage.ADAPTER_INFO} <= {p.name for p in adapter.iterdir()}
+    reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
+    ids = probe_ids(tiny_model_dir)
+    torch.testing.assert_close(logits(reloaded, ids), logits(trainer.model, ids))
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    assert not torch.allclose(logits(base, ids), logits(reloaded, ids))  # the adapter learned something
+
+    saved = read_json(adapter / stage.ADAPTER_INFO)
+    assert saved == info
+    assert saved["params"] == dataclasses.asdict(params) and saved["method"] == "lora" and saved["seed"] == 0
+    assert saved["prompt_system"] == SYSTEM
+    assert saved["data"]["train"] == {"sha256": sha256_file(split_dir / "train.jsonl"), "records": 32}
+    assert saved["data"]["val"]["sha256"] == sha256_file(split_dir / "val.jsonl")
+    assert saved["base_model"]["weights_sha256"]["model.safetensors"] == sha256_file(tiny_model_dir / "model.safetensors")
+    assert saved["steps"] == 6 and saved["best_step"] in (2, 4, 6) and saved["resumed_from_step"] is None
+
+    metrics = read_json(tmp_path / "metrics" / "train.json")
+    assert metrics["best_val_loss"] == pytest.approx(min(
+        e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e))
+    curves = tmp_path / "metrics" / stage.CURVES_DIR / "plots" / "metrics"
+    eval_rows = (curves / "eval" / "loss.tsv").read_text().split()
+    assert eval_rows[:2] == ["step", "loss"] and eval_rows[2::2] == ["2", "4", "6"]
+    assert len((curves / "train" / "loss.tsv").read_text().splitlines()) == 1 + 6
+    assert not (tmp_path / "metrics" / stage.CURVES_DIR / "metrics.json").exists()  # one metrics file
+    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))  # cleared after success
+
+
+def test_full_finetune_is_a_complete_model_dir(tiny_model_dir, split_dir, tmp_path):
+    from tuneproof.modeling import load_model
+
+    trainer, info = run(tiny_params(tmp_path, method="full", learning_rate=1e-3), tiny_model_dir, split_dir, tmp_path)
+    adapter = tmp_path / "adapter"
+    assert (adapter / "model.safetensors").is_file() and not (adapter / "adapter_config.json").exists()
+    ids = probe_ids(tiny_model_dir)
+    reloaded = load_model(tiny_model_dir, adapter, torch.device("cpu"))
+    torch.testing.assert_close(logits(reloaded, ids), logits(trainer.model, ids))
+    assert info["method"] == "full"
+
+
+def test_qlora_trains_on_cpu_and_reloads(split_dir, tmp_path):
+    """bitsandbytes 0.50 quantizes NF4 on CPU (a slow pure-torch path), so QLoRA is allowed here.
+    Its CPU inference kernel needs layers at least one quantization block (64) wide."""
+    from peft import PeftModel, get_peft_model_state_dict
+
+    tiny_model_dir = build_tiny_model_dir(tmp_path / "tiny64", hidden_size=64)
+    trainer, info = run(tiny_params(tmp_path, method="qlora"), tiny_model_dir, split_dir, tmp_path)
+    assert trainer.model.get_base_model().is_loaded_in_4bit
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters() if p.requires_grad)
+    saved = adapter_weights(tmp_path)
+    in_memory = get_peft_model_state_dict(trainer.model)
+    assert saved.keys() == in_memory.keys()
+    for key in saved:
+        torch.testing.assert_close(saved[key], in_memory[key], atol=0, rtol=0)
+    base = stage.load_base_model(tiny_model_dir, "qlora", torch.device("cpu"), gradient_checkpointing=False)
+    reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
+    ids = probe_ids(tiny_model_dir)
+    # bitsandbytes' CPU eval kernel round-trips the in-memory base's scales through bf16, so the
+    # trained model's base drifts by bf16 rounding from a freshly quantized one; the adapter is exact.
+    torch.testing.assert_close(logits(reloaded, ids), logits(trainer.model, ids), atol=5e-3, rtol=0)
+
+
+def test_qlora_is_refused_where_bitsandbytes_cannot_quantize(monkeypatch, tmp_path):
+    import bitsandbytes.functional
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no 4-bit backend for this device")
+
+    monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit", broken)
+    with pytest.raises(TuneproofError, match="train.method: 'qlora'.*use train.method: lora"):
+        stage.check_method("qlora", torch.device("cpu"))
+    stage.check_method("lora", torch.device("cpu"))  # other methods need no probe
+
+
+def test_missing_split_is_a_clear_error(tiny_model_dir, tmp_path):
+    with pytest.raises(TuneproofError, match="train.jsonl: not found; run the split stage"):
+        run(tiny_params(tmp_path), tiny_model_dir, tmp_path / "nosplit", tmp_path)
+    assert not (tmp_path / "adapter").exists()
+
+
+# ----------------------------------------------------------------------------- early stopping, resume
+
+
+class Interrupt(TrainerCallback):
+    """Simulates a killed run: raises after `at` optimizer steps."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt(f"interrupted at step {self.at}")
+
+
+def adapter_weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(path / "adapter" / "adapter_model.safetensors")
+
+
+def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_model_dir, split_dir, tmp_path):
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    _, straight_info = run(tiny_params(straight, max_steps=8), tiny_model_dir, split_dir, straight)
+
+    params = tiny_params(resumed, max_steps=8)
+    with pytest.raises(KeyboardInterrupt):
+        run(params, tiny_model_dir, split_dir, resumed, callbacks=[Interrupt(at=5)])
+    assert not (resumed / "adapter").exists()  # nothing half-written
+    assert (resumed / "checkpoints" / "checkpoint-4").is_dir()
+    trainer, info = run(params, tiny_model_dir, split_dir, resumed)
+
+    assert info["resumed_from_step"] == 4 and info["steps"] == 8
+    assert [e["step"] for e in trainer.state.log_history if "loss" in e] == list(range(1, 9))
+    assert info["best_val_loss"] == pytest.approx(straight_info["best_val_loss"], abs=1e-4)
+    a, b = adapter_weights(straight), adapter_weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
+    rows = (resumed / "metrics" / stage.CURVES_DIR / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+    assert [line.split()[0] for line in rows.splitlines()[1:]] == [str(s) for s in range(1, 9)]
+
+
+def test_checkpoints_of_other_params_are_not_resumed(tiny_model_dir, split_dir, tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny_params(tmp_path, max_steps=8), tiny_model_dir, split_dir, tmp_path, callbacks=[Interrupt(at=3)])
+    _, info = run(tiny_params(tmp_path, max_steps=4, learning_rate=1e-3), tiny_model_dir, split_dir, tmp_path)
+    assert info["resumed_from_step"] is None and info["steps"] == 4
+
+
+def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir, split_dir, tmp_path):
+    # A far too high LR makes the validation loss rise after the first evaluations.
+    params = tiny_params(tmp_path, method="full", learning_rate=0.5, max_steps=20, eval_steps=1,
+                         early_stopping_patience=2, lr_scheduler="constant")
+    trainer, info = run(params, tiny_model_dir, split_dir, tmp_path)
+    evals = [e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e]
+    assert info["stopped_early"] and info["steps"] < 20
+    assert info["best_step"] < info["steps"] and info["best_val_loss"] == pytest.approx(min(evals))
+    assert trainer.evaluate()["eval_loss"] == pytest.approx(min(evals), rel=1e-5)  # best weights kept

@@ -1,0 +1,207 @@
+"""What `compare` writes: the metrics file, reports/report.md, the model card and plot data.
+
+Kept apart from the decision logic (stages/compare.py) so the verdict is testable on its own and
+the rendering can change without touching it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from tuneproof.config import Paths, Task
+from tuneproof.io import atomic_path, sha256_file, write_json, write_text
+
+SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+
+def _metric_names(metrics: dict[str, dict]) -> list[str]:
+    names = sorted({k for m in metrics.values() for k, v in m.items() if isinstance(v, (int, float))})
+    return [n for n in names if n not in ("n", "records")]
+
+
+def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics: dict) -> str:
+    systems = {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"}
+    systems["fine-tune"] = evaluate_metrics["finetune"]
+    names = _metric_names(systems)
+    primary, conf = evidence["primary"], int(100 * evidence["confidence"])
+    lines = ["| system | " + " | ".join(f"**{n}**" if n == primary else n for n in names)
+             + f" | fine-tune gain on {primary} ({conf}% CI) |",
+             "|---" * (len(names) + 2) + "|"]
+    for name, metrics in systems.items():
+        vs = evidence["versus"].get(name)
+        gain = f"{vs['gain']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "—"
+        label = f"{name} (best prompted)" if name == evidence["best_strategy"] else name
+        lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + f" | {gain} |")
+    refs = {k: v for k, v in baseline_metrics.get("references", {}).items()} if isinstance(
+        baseline_metrics.get("references"), dict) else {}
+    if refs:
+        lines.append("")
+        lines.append("Trivial references: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(refs.items())))
+    return "\n".join(lines)
+
+
+def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], metric: str) -> str:
+    base = {row["id"]: row for row in baseline_rows}
+    differ = [(row, base[row["id"]]) for row in finetune_rows
+              if row["id"] in base and row["scores"][metric] != base[row["id"]]["scores"][metric]]
+    if not differ:
+        return "No test record where the best prompted strategy and the fine-tune score differently."
+    blocks = []
+    for ft, bl in differ[:SAMPLES]:
+        blocks.append(f"**{ft['id']}** — {metric}: prompted {_fmt(bl['scores'][metric])}, "
+                      f"fine-tune {_fmt(ft['scores'][metric])}\n\n"
+                      f"- reference: `{ft['reference']}`\n- prompted: `{bl['prediction'].strip()}`\n"
+                      f"- fine-tune: `{ft['prediction'].strip()}`")
+    return f"{len(differ)} test records score differently; the first {len(blocks)}:\n\n" + "\n\n".join(blocks)
+
+
+def dataset_version(paths: Paths) -> str:
+    split_dir = Path(paths.split)
+    lines = [f"- raw data `{paths.raw}`: sha256 `{sha256_file(paths.raw)}`"]
+    for name in ("train", "val", "test"):
+        path = split_dir / f"{name}.jsonl"
+        count = sum(1 for line in path.open(encoding="utf-8") if line.strip())
+        lines.append(f"- `{path}`: {count} records, sha256 `{sha256_file(path)}`")
+    lock = Path("dvc.lock")
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        raw = [d for d in stages.get("dedup", {}).get("deps", []) if d.get("path") == paths.raw]
+        if raw:
+            lines.append(f"- dvc.lock records `{paths.raw}` with md5 `{raw[0].get('md5')}`")
+    return "\n".join(lines)
+
+
+def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[dict]], baseline_metrics: dict,
+                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict) -> str:
+    checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence["checks"].values())
+    signals = "\n".join(f"- {k}: {_fmt(v)}" for k, v in evidence["signals"].items())
+    base = train_info.get("base_model", {})
+    config = yaml.safe_dump(train_info.get("params", {}), sort_keys=True).strip()
+    method = train_info.get("method", "n/a")
+    return f"""# tuneproof verdict: {evidence['verdict']}
+
+{' '.join(evidence['reasons'])}
+
+**Next steps:** {' '.join(evidence['next_steps'])}
+
+Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `{evidence['best_strategy']}`.
+
+## Failure modes checked
+
+| check | status | evidence |
+|---|---|---|
+{checks}
+
+## Before / after on the held-out test set
+
+{before_after_table(evidence, baseline_metrics, evaluate_metrics)}
+
+## Triage signals
+
+{signals}
+
+## Method and base model
+
+- Base model: `{base.get('source', 'n/a')}` ({base.get('model_type', '?')}, {base.get('parameters', 0) / 1e6:.0f}M parameters).
+- Method: `{method}`. LoRA is the default: it trains a small adapter (cheap to store and serve beside
+  the base) and tends to forget less than full fine-tuning (Biderman et al. 2024); the forgetting
+  probe above measures it rather than assuming it.
+- Trained {train_info.get('steps', 'n/a')} steps, best validation loss at step {train_info.get('best_step', 'n/a')}
+  (the checkpoint kept){', stopped early' if train_info.get('stopped_early') else ''}.
+
+Exact training config (`{paths.adapter}/tuneproof_train.json`):
+
+```yaml
+{config}
+```
+
+## Dataset version
+
+{dataset_version(paths)}
+
+## Sample predictions where the best prompted strategy and the fine-tune differ
+
+{sample_differences(baseline_rows[evidence['best_strategy']], finetune_rows, evidence['primary'])}
+"""
+
+
+def render_model_card(evidence: dict, paths: Paths, evaluate_metrics: dict, train_info: dict) -> str:
+    base = train_info.get("base_model", {})
+    front = {
+        "library_name": "peft" if train_info.get("method") in ("lora", "qlora") else "transformers",
+        "base_model": base.get("source", "unknown"),
+        "tags": ["tuneproof", str(train_info.get("method", "unknown"))],
+        "model-index": [{"name": Path(paths.adapter).name, "results": [{
+            "task": {"type": "text-generation"},
+            "metrics": [{"type": k, "value": round(v, 4)} for k, v in sorted(evaluate_metrics["finetune"].items())
+                        if isinstance(v, (int, float))]}]}],
+    }
+    sig = evidence["checks"]["significance"]
+    return f"""---
+{yaml.safe_dump(front, sort_keys=False).strip()}
+---
+
+# {Path(paths.adapter).name}
+
+A `{train_info.get('method', '?')}` fine-tune of `{base.get('source', '?')}` produced by tuneproof.
+
+**tuneproof verdict: {evidence['verdict']}.** {' '.join(evidence['reasons'])}
+
+## Evaluation
+
+On the held-out, leak-checked test set ({sig['n']} records), `{evidence['primary']}` is
+{sig['finetune']:.3f} for this model vs {sig['baseline']:.3f} for the best prompted strategy
+(`{evidence['best_strategy']}`): gain {sig['gain']:+.3f}, {int(100 * evidence['confidence'])}% CI
+[{sig['ci_low']:+.3f}, {sig['ci_high']:+.3f}]. Checks: {', '.join(f"{c['name']} {c['status']}" for c in evidence['checks'].values())}.
+Full report: `{paths.reports}/report.md`.
+
+## Training
+
+- Training data: `{paths.split}/train.jsonl` (sha256 `{train_info.get('data', {}).get('train', {}).get('sha256', '?')}`).
+- Config: see `tuneproof_train.json` beside the adapter; seed {train_info.get('seed', '?')}.
+
+## Intended use and limits
+
+Serve with the same system prompt and chat template it was trained with (recorded in
+`tuneproof_train.json`). It was evaluated only on the task's own test distribution and on the
+small general-ability probe; check it on a sample of production inputs before relying on it.
+"""
+
+
+def plot_rows(baseline_metrics: dict, evaluate_metrics: dict) -> dict[str, list[dict]]:
+    """Per metric, one bar per system (prompted strategies, then the fine-tune)."""
+    systems = {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"}
+    systems["finetune"] = evaluate_metrics["finetune"]
+    return {metric: [{"system": name, "value": metrics[metric]} for name, metrics in systems.items() if metric in metrics]
+            for metric in _metric_names(systems)}
+
+
+def confusion_rows(rows: list[dict]) -> list[dict]:
+    return [{"actual": str(r.get("label")), "predicted": str(r.get("predicted_label"))}
+            for r in rows if "label" in r]
+
+
+def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
+                  baseline_rows: dict[str, list[dict]], baseline_metrics: dict, train_info: dict,
+                  evaluate_metrics: dict, finetune_rows: list[dict]) -> None:
+    """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json}."""
+    reports = Path(paths.reports)
+    write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
+                                                   evaluate_metrics, finetune_rows, train_info))
+    write_text(reports / "MODEL_CARD.md", render_model_card(evidence, paths, evaluate_metrics, train_info))
+    write_json(reports / "evidence.json", evidence)
+    with atomic_path(reports / "plots" / "before_after") as tmp:  # one bar chart per metric (dvc.yaml plots)
+        tmp.mkdir()
+        for metric, rows in plot_rows(baseline_metrics, evaluate_metrics).items():
+            write_json(tmp / f"{metric}.json", rows)
+    if task.label_field is not None:
+        write_json(reports / "plots" / "confusion_finetune.json", confusion_rows(finetune_rows))
+        write_json(reports / "plots" / "confusion_prompted.json",
+                   confusion_rows(baseline_rows[evidence["best_strategy"]]))
+    write_json(paths.metrics_file("compare"), metrics)

@@ -1,0 +1,221 @@
+"""The one scorer: every system's predictions are scored here, with the same lenient rules.
+
+params.yaml `score:` picks the kind:
+  * `exact` - the prediction equals the reference after stripping surrounding whitespace.
+  * `label` - the reference is a class label; a label is extracted from free text (the one label
+              that appears, case- and punctuation-insensitive), then accuracy and macro-F1.
+  * `json`  - the reference is a JSON object; the first JSON object in the prediction is
+              extracted (prose and code fences around it are ignored), then validity, each
+              configured field, and house-style patterns on fields.
+
+Per-example metrics (all binary 0/1, so paired tests such as McNemar apply; the aggregate of
+each is its mean under the same name):
+  * every kind: `exact` (whole answer equals the reference, surrounding whitespace ignored);
+  * label: `accuracy` (the extracted label is the reference), `extracted` (one label was found);
+  * json: `json_valid`, `<field>_match` per configured field, `style_ok` (every style pattern
+    matches) and `task_success` = valid JSON AND every field matches AND style ok: the answer
+    could be sent as is. For the demo, fields intent/priority/reply make it the exact triage up
+    to case, spacing and JSON formatting.
+`macro_f1` is the only corpus-level metric. `score.primary` names the per-example metric
+that decides the best baseline and the fine-tune's verdict.
+
+Lenient extraction is applied identically to every system (baseline strategies and the
+fine-tune alike); it must never be tuned to favour one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+from tuneproof.io import TuneproofError
+
+NO_LABEL = "<none>"  # predicted label when no single label could be extracted
+
+
+@dataclass(frozen=True)
+class ScoreParams:
+    """params.yaml `score:` — how predictions are compared with references."""
+
+    kind: Literal["exact", "label", "json"] = "json"  # exact | label (class label in free text) | json (JSON object answer)
+    primary: str = "task_success"  # per-example metric that ranks baselines and decides the verdict
+    fields: list[str] = field(default_factory=list)  # json: fields whose value must equal the reference's (case-insensitive)
+    style: dict[str, str] = field(default_factory=dict)  # json: field -> regex its value must fully match (house style)
+
+
+def metric_names(params: ScoreParams) -> list[str]:
+    """Per-example metric names for a scorer configuration (each also aggregated as a mean)."""
+    if params.kind == "exact":
+        return ["exact"]
+    if params.kind == "label":
+        return ["accuracy", "extracted", "exact"]
+    names = ["json_valid", *(f"{f}_match" for f in params.fields)]
+    if params.style:
+        names.append("style_ok")
+    return [*names, "task_success", "exact"]
+
+
+def validate(params: ScoreParams, where: str = "params.yaml: score") -> ScoreParams:
+    """Reject a configuration whose primary metric the scorer would never produce."""
+    names = metric_names(params)
+    if params.primary not in names:
+        raise TuneproofError(f"{where}.primary: {params.primary!r} is not a per-example metric of kind "
+                             f"{params.kind!r}; choose one of {', '.join(names)}")
+    if params.kind != "json" and (params.fields or params.style):
+        raise TuneproofError(f"{where}.fields/style: only used by kind 'json'; set them to [] and {{}}")
+    for name, pattern in params.style.items():
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise TuneproofError(f"{where}.style.{name}: invalid regex ({exc})") from None
+    return params
+
+
+# ---------------------------------------------------------------------------------------- labels
+
+def normalize_label_text(text: str) -> str:
+    """Casefold, NFKC, punctuation and underscores to spaces, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    text = re.sub(r"[\W_]+", " ", text)
+    return " ".join(text.split())
+
+
+def extract_label(text: str, labels: Sequence[str]) -> str | None:
+    """The label `text` names, or None when it names none or several.
+
+    An exact (normalised) match wins; otherwise each label is searched as a whole-word phrase,
+    a label contained in a longer matched label ("card" in "card payment") is dropped, and the
+    answer counts only if exactly one label remains: an answer listing two labels is wrong.
+    """
+    norm = normalize_label_text(text)
+    by_norm = {normalize_label_text(label): label for label in labels}
+    if norm in by_norm:
+        return by_norm[norm]
+    found = [n for n in by_norm if n and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", norm)]
+    found = [n for n in found if not any(n != m and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", m) for m in found)]
+    return by_norm[found[0]] if len(found) == 1 else None
+
+
+# ------------------------------------------------------------------------------------------ json
+
+_DECODER = json.JSONDecoder()
+
+
+def extract_json_object(text: str) -> dict | None:
+    """The first JSON object in `text` (code fences and surrounding prose are ignored), or None."""
+    for match in re.finditer(r"\{", text):
+        try:
+            value, _ = _DECODER.raw_decode(text, match.start())
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def _field_value(value: object) -> str:
+    return " ".join(str(value).split()).casefold()
+
+
+# --------------------------------------------------------------------------------------- scoring
+
+def _bit(ok: bool) -> float:
+    return 1.0 if ok else 0.0
+
+
+def _label_value(value: object, labels: Sequence[str]) -> str:
+    """The label a JSON field value names (same case/space leniency as field matching)."""
+    wanted = _field_value(value)
+    return next((label for label in labels if _field_value(label) == wanted), NO_LABEL)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A configured scorer: params, the task's label field and its label set."""
+
+    params: ScoreParams
+    label_field: str | None = None  # task.label_field: rows carry label/predicted_label when set
+    labels: tuple[str, ...] = ()    # the label set (kind `label` extracts one of these)
+
+    def score(self, prediction: str, reference: str, record_id: str = "?") -> tuple[dict[str, float], str | None]:
+        """(per-example metrics, predicted label or None when the task has no label)."""
+        params = self.params
+        scores = {"exact": _bit(prediction.strip() == reference.strip())}
+        if params.kind == "exact":
+            predicted = prediction.strip() if prediction.strip() in self.labels else NO_LABEL
+            return scores, predicted if self.label_field else None
+        if params.kind == "label":
+            predicted = extract_label(prediction, self.labels)
+            scores["extracted"] = _bit(predicted is not None)
+            scores["accuracy"] = _bit(predicted == reference.strip())
+            return scores, predicted if predicted is not None else NO_LABEL
+        ref = extract_json_object(reference)
+        if ref is None:
+            raise TuneproofError(f"record {record_id}: the reference completion is not a JSON object, "
+                                 "but score.kind is 'json'; fix the data or set score.kind")
+        pred = extract_json_object(prediction)
+        success = pred is not None
+        scores["json_valid"] = _bit(success)
+        pred = pred or {}
+        for name in params.fields:
+            if name not in ref:
+                raise TuneproofError(f"record {record_id}: the reference has no field {name!r} "
+                                     "(listed in score.fields); fix the data or score.fields")
+            ok = name in pred and _field_value(pred[name]) == _field_value(ref[name])
+            scores[f"{name}_match"] = _bit(ok)
+            success = success and ok
+        if params.style:
+            ok = all(isinstance(pred.get(name), str) and re.fullmatch(pattern, pred[name].strip()) is not None
+                     for name, pattern in params.style.items())
+            scores["style_ok"] = _bit(ok)
+            success = success and ok
+        scores["task_success"] = _bit(success)
+        if self.label_field is None:
+            return scores, None
+        return scores, _label_value(pred[self.label_field], self.labels) if self.label_field in pred else NO_LABEL
+
+    def row(self, record: dict, prediction: str, **extra) -> dict:
+        """The per-example output row (the contract compare pairs by id)."""
+        from tuneproof.records import label_of
+
+        scores, predicted = self.score(prediction, record["completion"], record["id"])
+        row = {"id": record["id"], "prediction": prediction, "reference": record["completion"],
+               "scores": scores, **extra}
+        if self.label_field is not None:
+            row["label"] = label_of(record, self.label_field)
+            row["predicted_label"] = predicted
+        return row
+
+    def aggregate(self, rows: Sequence[dict]) -> dict[str, float]:
+        """Mean of every per-example metric, plus macro-F1 over the label set where rows carry
+        labels. Macro-F1 averages over the label set only: a prediction naming no label counts
+        as a miss for the true class, never as a class of its own."""
+        from sklearn.metrics import f1_score
+
+        if not rows:
+            return {}
+        out = {name: sum(r["scores"][name] for r in rows) / len(rows) for name in metric_names(self.params)}
+        if self.label_field is not None and self.labels:
+            out["macro_f1"] = float(f1_score(
+                [str(r["label"]) for r in rows], [str(r["predicted_label"]) for r in rows],
+                labels=list(self.labels), average="macro", zero_division=0))
+        return out
+
+
+def build_scorer(params: ScoreParams, label_field: str | None, label_records: Sequence[dict]) -> Scorer:
+    """A validated scorer whose label set is every label found in `label_records` (sorted).
+
+    Pass the train and test records: the label set is the task's output space (not the test
+    answers), and a test label missing from train must still be recognisable when predicted.
+    """
+    from tuneproof.records import label_of
+
+    validate(params)
+    if params.kind == "label" and label_field != "completion":
+        raise TuneproofError("score.kind is 'label' (the whole completion is a class label) but "
+                             f"task.label_field is {label_field!r}; set task.label_field: completion")
+    labels = sorted({lab for r in label_records if (lab := label_of(r, label_field)) is not None}) if label_field else []
+    return Scorer(params, label_field, tuple(labels))
