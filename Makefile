@@ -4,6 +4,8 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 DVC    := $(VENV)/bin/dvc
 STAMP  := $(VENV)/.installed
+# dvc.yaml stages run `python -m stages.<name>`: the venv's python must come first on PATH.
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: repro test install clean-venv pr-report
 
