@@ -45,7 +45,7 @@ from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file, wri
 from tuneproof.neardup import near_duplicate_clusters, normalise
 from tuneproof.params import load_section
 from tuneproof.records import prompt_text
-from tuneproof.report import write_outputs
+from tuneproof.report import strategy_metrics, write_outputs
 from tuneproof.scoring import ScoreParams
 from tuneproof.stats import mcnemar_exact, paired_bootstrap
 
@@ -286,7 +286,7 @@ def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: di
                       metric: str, params: CompareParams) -> dict:
     """All checks, triage signals, the verdict and next steps, as one JSON-able dict."""
     best_name = baseline_metrics["best"]["strategy"]
-    strategies = {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"}
+    strategies = strategy_metrics(baseline_metrics)
     ids, _, _ = paired_primary(finetune_rows, baseline_rows[best_name], metric)
     checks = {
         "same_test_set": check("same_test_set", PASS, f"{len(ids)} test ids, identical for baseline and fine-tune"),
@@ -329,8 +329,7 @@ def main(params_file: str = "params.yaml") -> None:
     task = load_section(Task, "task", params_file)
     paths = load_section(Paths, "paths", params_file)
     baseline_metrics = read_json(paths.metrics_file("baseline"))
-    strategies = [k for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"]
-    baseline_rows = {name: read_jsonl(Path(paths.baseline) / f"{name}.jsonl") for name in strategies}
+    baseline_rows = {name: read_jsonl(Path(paths.baseline) / f"{name}.jsonl") for name in strategy_metrics(baseline_metrics)}
     split_dir = Path(paths.split)
     train_info = _optional_json(Path(paths.adapter) / "tuneproof_train.json") or {}
     finetune_rows = read_jsonl(Path(paths.evaluate) / "test.jsonl")

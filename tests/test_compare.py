@@ -62,6 +62,7 @@ def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, lea
     baseline_metrics = {name: metrics_of(rows) for name, rows in baseline_rows.items()}
     best = max(baseline_metrics, key=lambda n: baseline_metrics[n]["task_success"])
     baseline_metrics["best"] = {"strategy": best, **baseline_metrics[best]}
+    baseline_metrics["trivial"] = {"n_test": len(test), "completion_seen_in_train": 0.0}  # not a strategy
     finetune_rows = scored(test, ft_acc, rng)
     evaluate_metrics = {"finetune": metrics_of(finetune_rows),
                         "train_sample": {"task_success": min(1.0, ft_acc + 0.03)}}

@@ -16,6 +16,14 @@ from tuneproof.io import atomic_path, sha256_file, write_json, write_text
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
 
+NOT_STRATEGIES = ("best", "trivial")  # summary entries of metrics/baseline.json beside the strategies
+
+
+def strategy_metrics(baseline_metrics: dict) -> dict[str, dict]:
+    """{strategy: metrics} of metrics/baseline.json, without its `best` and `trivial` summaries."""
+    return {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k not in NOT_STRATEGIES}
+
+
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
 
@@ -26,7 +34,7 @@ def _metric_names(metrics: dict[str, dict]) -> list[str]:
 
 
 def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics: dict) -> str:
-    systems = {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"}
+    systems = strategy_metrics(baseline_metrics)
     systems["fine-tune"] = evaluate_metrics["finetune"]
     names = _metric_names(systems)
     primary, conf = evidence["primary"], int(100 * evidence["confidence"])
@@ -38,8 +46,7 @@ def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics:
         gain = f"{vs['gain']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "—"
         label = f"{name} (best prompted)" if name == evidence["best_strategy"] else name
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + f" | {gain} |")
-    refs = {k: v for k, v in baseline_metrics.get("references", {}).items()} if isinstance(
-        baseline_metrics.get("references"), dict) else {}
+    refs = baseline_metrics.get("trivial") or {}
     if refs:
         lines.append("")
         lines.append("Trivial references: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(refs.items())))
@@ -176,7 +183,7 @@ small general-ability probe; check it on a sample of production inputs before re
 
 def plot_rows(baseline_metrics: dict, evaluate_metrics: dict) -> dict[str, list[dict]]:
     """Per metric, one bar per system (prompted strategies, then the fine-tune)."""
-    systems = {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k != "best"}
+    systems = strategy_metrics(baseline_metrics)
     systems["finetune"] = evaluate_metrics["finetune"]
     return {metric: [{"system": name, "value": metrics[metric]} for name, metrics in systems.items() if metric in metrics]
             for metric in _metric_names(systems)}
