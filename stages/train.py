@@ -37,6 +37,7 @@ from typing import Literal, Sequence
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt
+from tuneproof.cpu import keep_freed_memory
 from tuneproof.io import (TuneproofError, atomic_path, dumps, read_json, read_jsonl, sha256_file,
                           sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
@@ -103,17 +104,23 @@ def tokenize_record(tokenizer, record: dict, system: str | None, max_length: int
 
 
 def build_dataset(tokenizer, records: Sequence[dict], system: str | None, max_length: int, name: str):
-    """Tokenized datasets.Dataset of `records`; says how many were cut at `max_length`."""
+    """Tokenized datasets.Dataset of `records`. Examples cut at `max_length` are reported; those
+    left without any completion token teach nothing and are dropped."""
     from datasets import Dataset
     from tqdm import tqdm
 
     rows = [tokenize_record(tokenizer, record, system, max_length)
             for record in tqdm(records, desc=f"tokenize {name}", leave=False)]
     cut = sum(row.pop("length") > max_length for row in rows)
+    kept = [row for row in rows if 1 in row["completion_mask"]]
+    if not kept:
+        raise TuneproofError(f"train.max_length: {max_length} tokens do not reach the completion of any {name} "
+                             "example (the prompt alone is longer); raise train.max_length")
     if cut:
-        print(f"train: {cut}/{len(rows)} {name} examples are longer than train.max_length={max_length} "
-              "and lose the end of their completion; raise train.max_length to keep them whole")
-    return Dataset.from_list(rows)
+        print(f"\ntrain: {cut}/{len(rows)} {name} examples are longer than train.max_length={max_length} and lose "
+              f"the end of their completion ({len(rows) - len(kept)} lose all of it and are dropped); "
+              "raise train.max_length to keep them whole")
+    return Dataset.from_list(kept)
 
 
 def load_split(split_dir: str | Path, name: str) -> list[dict]:
@@ -288,9 +295,10 @@ def resumable_checkpoint(checkpoints: str | Path, fingerprint: str) -> str | Non
 def clear_checkpoints(checkpoints: str | Path) -> None:
     """After a successful run the adapter holds the result; checkpoints (with optimizer state:
     ~3x the model for a full fine-tune) are only useful to resume, so they go. The fingerprint
-    file stays so the dvc.yaml output exists."""
-    for path in glob.glob(str(Path(checkpoints) / "checkpoint-*")):
-        shutil.rmtree(path)
+    file stays, so the dvc.yaml output exists and is the same small file on every re-run."""
+    for path in Path(checkpoints).iterdir():
+        if path.name != FINGERPRINT:
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 # ----------------------------------------------------------------------------- training
@@ -384,6 +392,7 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
         "best_step": metrics["best_step"], "best_val_loss": metrics["best_val_loss"],
         "steps": metrics["steps"], "stopped_early": metrics["stopped_early"],
         "resumed_from_step": int(resume_from.rsplit("-", 1)[1]) if resume_from else None,
+        "val_records_used": len(val_records), "shared_prefix_tokens": len(trainer.shared_prefix),
     }
     save_result(trainer, adapter_dir, info)
     write_json(metrics_file, metrics)
@@ -392,6 +401,7 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
 
 
 def main(params_file: str = "params.yaml") -> None:
+    keep_freed_memory()
     params = load_section(TrainParams, "train", params_file)
     paths = load_section(Paths, "paths", params_file)
     prompt = load_section(Prompt, "prompt", params_file)

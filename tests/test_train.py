@@ -92,6 +92,16 @@ def test_truncation_keeps_the_prompt():
     assert cut["input_ids"] == full["input_ids"][:-5] and len(cut["completion_mask"]) == len(cut["input_ids"])
 
 
+def test_examples_without_completion_tokens_are_dropped_or_refused():
+    tok = build_tiny_tokenizer()
+    short, long = make_record(1, random.Random(0)), make_record(2, random.Random(0))
+    long = {**long, "messages": [{"role": "user", "content": "word " * 200}]}
+    ds = stage.build_dataset(tok, [short, long], SYSTEM, max_length=150, name="train")
+    assert len(ds) == 1 and sum(ds[0]["completion_mask"]) > 0
+    with pytest.raises(TuneproofError, match="train.max_length: 20 tokens do not reach the completion"):
+        stage.build_dataset(tok, [short, long], SYSTEM, max_length=20, name="train")
+
+
 def test_trainer_labels_mask_the_prompt(tiny_model_dir, split_dir, tmp_path):
     """After TRL's own preparation and collation, prompt positions carry label -100 and the
     prompt ids are exactly the served ones."""
@@ -174,7 +184,7 @@ def test_lora_adapter_reloads_with_same_logits_and_provenance(tiny_model_dir, sp
     assert eval_rows[:2] == ["step", "loss"] and eval_rows[2::2] == ["2", "4", "6"]
     assert len((curves / "train" / "loss.tsv").read_text().splitlines()) == 1 + 6
     assert not (tmp_path / "metrics" / stage.CURVES_DIR / "metrics.json").exists()  # one metrics file
-    assert not list((tmp_path / "checkpoints").glob("checkpoint-*"))  # cleared after success
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [stage.FINGERPRINT]  # cleared after success
 
 
 def test_full_finetune_is_a_complete_model_dir(tiny_model_dir, split_dir, tmp_path):
@@ -287,3 +297,21 @@ def test_early_stopping_keeps_the_best_checkpoint(tiny_model_dir, split_dir, tmp
     assert info["stopped_early"] and info["steps"] < 20
     assert info["best_step"] < info["steps"] and info["best_val_loss"] == pytest.approx(min(evals))
     assert trainer.evaluate()["eval_loss"] == pytest.approx(min(evals), rel=1e-5)  # best weights kept
+
+
+def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
+    """The project's params.yaml `train` section loads; main() writes every declared output."""
+    import yaml
+
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    params["paths"].update(base_model=str(tiny_model_dir), split=str(split_dir))
+    # the tiny byte-level tokenizer needs ~3x the demo's tokens for the same system prompt
+    params["train"].update(max_steps=2, eval_steps=1, batch_size=4, val_records=4, max_length=4096)
+    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    stage.main("params.yaml")
+    info = read_json(project_dir / params["paths"]["adapter"] / stage.ADAPTER_INFO)
+    assert info["params"]["lora"]["r"] == params["train"]["lora"]["r"] and info["steps"] == 2
+    assert info["prompt_system"] == params["prompt"]["system"] and info["shared_prefix_tokens"] > 0
+    assert (project_dir / params["paths"]["metrics"] / "train.json").is_file()
+    assert (project_dir / params["paths"]["metrics"] / stage.CURVES_DIR / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    assert (project_dir / params["train"]["checkpoints"] / stage.FINGERPRINT).is_file()
