@@ -107,15 +107,16 @@ def main() -> None:
     parser.add_argument("--split", default=str(ROOT / "data" / "split"))
     args = parser.parse_args()
 
-    from stages.train import TrainParams, load_split
+    from stages.train import TrainParams
+    from tuneproof.records import read_split
     from tuneproof.config import Prompt
     from tuneproof.cpu import keep_freed_memory
     from tuneproof.params import load_section
 
     recipe = load_section(TrainParams, "train", args.params)
     system = load_section(Prompt, "prompt", args.params).system
-    records = load_split(args.split, "train")[: args.steps * args.batch_size]
-    val = load_split(args.split, "val")[: args.val]
+    records = read_split(args.split, "train")[: args.steps * args.batch_size]
+    val = read_split(args.split, "val")[: args.val]
     print(f"bench/train: {len(records)} train records, {len(val)} val records, {args.steps} steps of "
           f"{args.batch_size}, LoRA r={recipe.lora.r}, lr={recipe.learning_rate}", flush=True)
     results = []

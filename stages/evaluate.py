@@ -24,7 +24,8 @@ from tuneproof.config import Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
-from tuneproof.predict import predict_and_score, read_split, write_predictions
+from tuneproof.records import read_split
+from tuneproof.predict import predict_and_score, write_predictions
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
 

@@ -42,6 +42,7 @@ from tuneproof.io import (TuneproofError, atomic_path, dumps, read_json, read_js
                           sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
 from tuneproof.params import load_section
+from tuneproof.records import read_split
 from tuneproof.prompting import completion_target, format_prompt
 
 ADAPTER_INFO = "tuneproof_train.json"       # provenance file inside <paths.adapter>
@@ -121,17 +122,6 @@ def build_dataset(tokenizer, records: Sequence[dict], system: str | None, max_le
               f"the end of their completion ({len(rows) - len(kept)} lose all of it and are dropped); "
               "raise train.max_length to keep them whole")
     return Dataset.from_list(kept)
-
-
-def load_split(split_dir: str | Path, name: str) -> list[dict]:
-    path = Path(split_dir) / f"{name}.jsonl"
-    if not path.is_file():
-        raise TuneproofError(f"{path}: not found; run the split stage first (dvc repro split)")
-    records = read_jsonl(path)
-    if not records:
-        raise TuneproofError(f"{path}: no records; training needs train and validation records "
-                             "(check the split stage's fractions)")
-    return records
 
 
 # ----------------------------------------------------------------------------- model
@@ -360,7 +350,7 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
           callbacks: Sequence = ()):
     """Train, resuming an interrupted run with the same fingerprint; write the adapter dir, the
     metrics file and the curves. Returns (trainer, info) where info is tuneproof_train.json."""
-    train_records, all_val = load_split(split_dir, "train"), load_split(split_dir, "val")
+    train_records, all_val = read_split(split_dir, "train"), read_split(split_dir, "val")
     val_records = validation_sample(all_val, params.val_records, params.seed)
     base = base_model_info(base_dir)
     data = {name: {"sha256": sha256_file(Path(split_dir) / f"{name}.jsonl"), "records": len(records)}

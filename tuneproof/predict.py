@@ -11,20 +11,9 @@ from pathlib import Path
 from typing import Sequence
 
 from tuneproof.generation import GenerateParams, generate, rank_classify
-from tuneproof.io import TuneproofError, atomic_path, read_jsonl, write_jsonl
+from tuneproof.io import atomic_path, write_jsonl
 from tuneproof.prompting import format_prompt
 from tuneproof.scoring import Scorer
-
-
-def read_split(split_dir: str | Path, name: str) -> list[dict]:
-    """Canonical records of one split file (`train`, `val` or `test`) written by the split stage."""
-    path = Path(split_dir) / f"{name}.jsonl"
-    if not path.is_file():
-        raise TuneproofError(f"{path}: not found; run the split stage first (dvc repro split)")
-    records = read_jsonl(path)
-    if not records:
-        raise TuneproofError(f"{path}: no records; check split.test_ratio/val_ratio and the input data")
-    return records
 
 
 def build_prompts(tokenizer, records: Sequence[dict], system: str | None,

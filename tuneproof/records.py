@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Iterator
 
-from tuneproof.io import TuneproofError
+from tuneproof.io import TuneproofError, read_jsonl
 
 ROLES = ("system", "user", "assistant")
 
@@ -139,3 +139,14 @@ def label_of(record: dict, label_field: str | None) -> str | None:
     except json.JSONDecodeError:
         return None
     return str(value.get(label_field)) if isinstance(value, dict) and label_field in value else None
+
+
+def read_split(split_dir: str | Path, name: str) -> list[dict]:
+    """Canonical records of one split file (`train`, `val` or `test`) written by the split stage."""
+    path = Path(split_dir) / f"{name}.jsonl"
+    if not path.is_file():
+        raise TuneproofError(f"{path}: not found; run the split stage first (dvc repro split)")
+    records = read_jsonl(path)
+    if not records:
+        raise TuneproofError(f"{path}: no records; check split.test_ratio/val_ratio and the input data")
+    return records
