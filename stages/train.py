@@ -37,7 +37,6 @@ from typing import Literal, Sequence
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt
-from tuneproof.cpu import keep_freed_memory
 from tuneproof.io import (TuneproofError, atomic_path, dumps, read_json, read_jsonl, sha256_file,
                           sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
@@ -62,27 +61,29 @@ class LoraParams:
     alpha: int = 32                              # scale of the update: alpha / r
     dropout: float = 0.0                         # dropout on the adapter input
     target_modules: str | list[str] = "all-linear"  # "all-linear" or module names, e.g. [q_proj, v_proj]
+    last_layers: int | None = None               # adapt only the last N transformer layers (null = all): backprop stops below them
 
 
 @dataclass(frozen=True)
 class TrainParams:
     method: Literal["lora", "qlora", "full"] = "lora"  # what is trained (see module docstring)
     seed: int = 0                                # seeds adapter init, data order and dropout
-    learning_rate: float = 1e-3                  # peak LR; LoRA likes 1e-4..2e-3, full fine-tuning ~1e-5
+    learning_rate: float = 3e-3                  # peak LR; short LoRA runs like 1e-3..3e-3, full fine-tuning ~1e-5
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"  # LR decay after warmup
     warmup_ratio: float = 0.05                   # share of the optimizer steps spent warming up
     weight_decay: float = 0.0                    # AdamW weight decay
     num_epochs: float = 1.0                      # passes over the train split (ignored when max_steps is set)
-    max_steps: int | None = None                 # optimizer steps; overrides num_epochs
-    batch_size: int = 8                          # sequences per micro-batch (train and validation)
+    max_steps: int | None = 45                   # optimizer steps; overrides num_epochs (null: use num_epochs)
+    batch_size: int = 4                          # training sequences per micro-batch
+    eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
     gradient_accumulation_steps: int = 1         # micro-batches per optimizer step
     gradient_checkpointing: bool = False         # recompute activations: less memory, ~30% slower
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
     group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
-    val_records: int | None = 64                 # validation records for the loss (a seeded sample); null = all
-    eval_steps: int = 20                         # optimizer steps between validation losses (and checkpoints)
-    logging_steps: int = 5                       # optimizer steps between train-loss points
+    val_records: int | None = 32                 # validation records for the loss (a seeded sample); null = all
+    eval_steps: int = 15                         # optimizer steps between validation losses (and checkpoints)
+    logging_steps: int = 3                       # optimizer steps between train-loss points
     early_stopping_patience: int | None = 3      # evaluations without improvement before stopping; null = never
     early_stopping_threshold: float = 0.0        # least val-loss drop that counts as an improvement
     checkpoints: str = "models/checkpoints"      # resumable Trainer checkpoints (dvc.yaml: persist, no cache)
@@ -162,14 +163,24 @@ def load_base_model(base_dir: str | Path, method: str, device, gradient_checkpoi
     return model
 
 
-def lora_config(params: TrainParams):
+def lora_config(params: TrainParams, model):
     """peft LoraConfig for lora/qlora; None for a full fine-tune."""
     if params.method == "full":
         return None
     from peft import LoraConfig
 
+    targets, layers = params.lora.target_modules, None
+    if params.lora.last_layers is not None:
+        n = model.config.num_hidden_layers
+        if not 0 < params.lora.last_layers <= n:
+            raise TuneproofError(f"train.lora.last_layers: {params.lora.last_layers} is not between 1 and the "
+                                 f"model's {n} layers; set it in that range or null (all layers)")
+        layers = list(range(n - params.lora.last_layers, n))
+        if targets == "all-linear":  # peft takes a layer subset only with explicit module names
+            targets = sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+                              if ".layers." in name and type(module).__name__.startswith("Linear")})
     return LoraConfig(r=params.lora.r, lora_alpha=params.lora.alpha, lora_dropout=params.lora.dropout,
-                      target_modules=params.lora.target_modules, task_type="CAUSAL_LM")
+                      target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
 def sft_config(params: TrainParams, output_dir: str | Path, device):
@@ -184,7 +195,7 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
         learning_rate=params.learning_rate, lr_scheduler_type=params.lr_scheduler,
         warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay,  # <1: a share of the steps
         num_train_epochs=params.num_epochs, max_steps=params.max_steps or -1,
-        per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.batch_size,
+        per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.eval_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         activation_checkpointing=params.gradient_checkpointing,
         bf16=select_dtype(device) == torch.bfloat16, fp16=False, use_cpu=device.type == "cpu",
@@ -327,7 +338,8 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
         extra.append(EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold))
     trainer = SharedPrefixSFTTrainer(
         model=model, args=sft_config(params, checkpoints, device), train_dataset=train_ds, eval_dataset=val_ds,
-        processing_class=tokenizer, peft_config=lora_config(params), callbacks=extra, shared_prefix=prefix)
+        processing_class=tokenizer, peft_config=lora_config(params, model),
+        callbacks=extra, shared_prefix=prefix)
     if params.method == "qlora" and select_dtype(device) == torch.float32:
         # TRL casts QLoRA adapters to bf16 (the paper's recipe for CUDA); on CPU that is slow and
         # mismatches the fp32 compute dtype, so keep them fp32 (the optimizer is created in train()).
@@ -391,7 +403,6 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
 
 
 def main(params_file: str = "params.yaml") -> None:
-    keep_freed_memory()
     params = load_section(TrainParams, "train", params_file)
     paths = load_section(Paths, "paths", params_file)
     prompt = load_section(Prompt, "prompt", params_file)

@@ -233,6 +233,18 @@ def test_qlora_is_refused_where_bitsandbytes_cannot_quantize(monkeypatch, tmp_pa
     stage.check_method("lora", torch.device("cpu"))  # other methods need no probe
 
 
+def test_last_layers_adapts_only_the_top_layers(tiny_model_dir, tmp_path):
+    from peft import get_peft_model
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(r=4, last_layers=1)), model)
+    trainable = {n for n, p in get_peft_model(model, config).named_parameters() if p.requires_grad}
+    assert trainable and all(".layers.1." in n for n in trainable)
+    assert {n.split(".")[-4] for n in trainable} >= {"q_proj", "down_proj"}  # still every linear kind
+    with pytest.raises(TuneproofError, match="train.lora.last_layers: 3 is not between 1 and the model's 2"):
+        stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(last_layers=3)), model)
+
+
 def test_missing_split_is_a_clear_error(tiny_model_dir, tmp_path):
     with pytest.raises(TuneproofError, match="train.jsonl: not found; run the split stage"):
         run(tiny_params(tmp_path), tiny_model_dir, tmp_path / "nosplit", tmp_path)
