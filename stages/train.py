@@ -23,20 +23,28 @@ Outputs:
                                 eval/loss (and token accuracy) against the optimizer step.
   <train.checkpoints>/          Trainer checkpoints, kept between runs (dvc.yaml: persist, no cache)
                                 so an interrupted `dvc repro` resumes; emptied after a successful run.
+
+Many GPUs: with `train.num_processes` > 1 the stage re-runs itself under `accelerate launch`
+(tuneproof.distributed): DDP, or FSDP (`train.distributed: fsdp`) for full fine-tunes of models
+that do not fit one GPU. The outputs are the same files; only the main process writes them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import importlib.util
+import os
 import random
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt
+from tuneproof.distributed import in_launched_process, launch_command, process_state, run_launched
 from tuneproof.io import (TuneproofError, atomic_path, dumps, read_json, read_jsonl, sha256_file,
                           sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
@@ -78,6 +86,8 @@ class TrainParams:
     eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
     gradient_accumulation_steps: int = 1         # micro-batches per optimizer step
     gradient_checkpointing: bool = False         # recompute activations: less memory, ~30% slower
+    attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"  # attention kernel (flash_attention_2 needs flash-attn)
+    use_liger: bool = False                      # Liger fused kernels (RMSNorm, SwiGLU, RoPE, fused loss); needs liger-kernel, CUDA
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
     group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
@@ -87,6 +97,8 @@ class TrainParams:
     early_stopping_patience: int | None = 3      # evaluations without improvement before stopping; null = never
     early_stopping_threshold: float = 0.0        # least val-loss drop that counts as an improvement
     checkpoints: str = "models/checkpoints"      # resumable Trainer checkpoints (dvc.yaml: persist, no cache)
+    num_processes: int = 1                       # processes (GPUs); >1 re-runs the stage under accelerate launch. Effective batch = batch_size x gradient_accumulation_steps x num_processes
+    distributed: Literal["ddp", "fsdp"] = "ddp"  # with num_processes > 1: ddp (a model copy per GPU) or fsdp (weights sharded; for full fine-tunes of big models, CUDA only)
     lora: LoraParams = field(default_factory=LoraParams)  # adapter shape (lora and qlora)
 
 
@@ -128,6 +140,31 @@ def build_dataset(tokenizer, records: Sequence[dict], system: str | None, max_le
 # ----------------------------------------------------------------------------- model
 
 
+def check_liger(use_liger: bool) -> None:
+    """Fail fast when Liger kernels are asked for but not installed (they are optional)."""
+    if use_liger and importlib.util.find_spec("liger_kernel") is None:
+        raise TuneproofError("train.use_liger: true needs the liger-kernel package (pip install liger-kernel; "
+                             "CUDA + Triton); install it or set train.use_liger: false")
+
+
+def check_distributed(params: TrainParams, gpus: int) -> None:
+    """Fail fast on multi-process settings that cannot run on this machine with `gpus` CUDA devices
+    (0: CPU processes), before any process is launched."""
+    if params.num_processes < 1:
+        raise TuneproofError(f"train.num_processes: {params.num_processes} is not a process count; use 1 or more")
+    if params.num_processes == 1:
+        return
+    if gpus and params.num_processes > gpus:
+        raise TuneproofError(f"train.num_processes: {params.num_processes} processes but {gpus} GPU(s) visible; "
+                             "use at most one process per GPU")
+    if params.distributed == "fsdp" and params.method == "qlora":
+        raise TuneproofError("train.distributed: fsdp cannot shard a 4-bit (qlora) base here; use "
+                             "train.distributed: ddp with qlora, or fsdp with method lora or full")
+    if params.distributed == "fsdp" and not gpus:
+        raise TuneproofError("train.distributed: fsdp needs CUDA GPUs (accelerate runs FSDP only on accelerators); "
+                             "use train.distributed: ddp on CPU")
+
+
 def check_method(method: str, device) -> None:
     """Fail fast where a method cannot run: QLoRA needs bitsandbytes to quantize on `device`."""
     if method != "qlora":
@@ -143,8 +180,10 @@ def check_method(method: str, device) -> None:
             f"here ({type(exc).__name__}: {exc}); use train.method: lora") from exc
 
 
-def load_base_model(base_dir: str | Path, method: str, device, gradient_checkpointing: bool):
+def load_base_model(base_dir: str | Path, method: str, device, gradient_checkpointing: bool,
+                    attn_implementation: str = "sdpa"):
     """The base model to train: plain (lora, full) or 4-bit NF4 and k-bit-prepared (qlora)."""
+    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dtype = select_dtype(device)
@@ -153,9 +192,12 @@ def load_base_model(base_dir: str | Path, method: str, device, gradient_checkpoi
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=dtype)
-        kwargs["device_map"] = {"": device}
+        # each DDP worker quantizes onto its own GPU (torchrun's LOCAL_RANK), not all onto cuda:0
+        kwargs["device_map"] = {"": torch.device(device.type, int(os.environ.get("LOCAL_RANK", 0)))
+                                if device.type == "cuda" else device}
     model = AutoModelForCausalLM.from_pretrained(
-        base_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False, **kwargs)
+        base_dir, dtype=dtype, use_safetensors=True, trust_remote_code=False,
+        attn_implementation=attn_implementation, **kwargs)
     if method == "qlora":
         from peft import prepare_model_for_kbit_training
 
@@ -198,6 +240,7 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
         per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.eval_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         activation_checkpointing=params.gradient_checkpointing,
+        use_liger_kernel=params.use_liger,
         bf16=select_dtype(device) == torch.bfloat16, fp16=False, use_cpu=device.type == "cpu",
         max_length=None,  # tokenize_record already truncated, keeping the served prompt whole
         completion_only_loss=True,  # labels from completion_mask: loss on completion tokens only
@@ -207,6 +250,7 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
         load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
         logging_steps=params.logging_steps, report_to="none",  # curves: LossCurves (dvclive) below
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every trainable weight gets a gradient: skip DDP's graph search
     )
 
 
@@ -232,6 +276,9 @@ def make_loss_curves(curves_dir: str | Path):
         def on_train_begin(self, args, state, control, **kwargs):
             from dvclive import Live
 
+            if not state.is_world_process_zero:  # one writer: the other processes log the same points
+                return
+
             # dvcyaml=None: dvc.yaml declares these plots; save_dvc_exp=False: `dvc exp run` saves experiments
             self.live = Live(str(curves_dir), save_dvc_exp=False, dvcyaml=None)
             for entry in state.log_history:  # non-empty only when resuming
@@ -242,12 +289,14 @@ def make_loss_curves(curves_dir: str | Path):
 
         def _log(self, step: int, logs: dict) -> None:
             points = _curve_points(logs)
-            if points:
+            if points and self.live is not None:
                 self.live.step = step
                 for name, value in points.items():
                     self.live.log_metric(name, value)
 
         def on_train_end(self, args, state, control, **kwargs):
+            if self.live is None:
+                return
             self.live.end()
             # dvclive always writes its own summary; metrics/train.json is the stage's one metrics file
             Path(self.live.metrics_file).unlink(missing_ok=True)
@@ -277,9 +326,10 @@ def run_fingerprint(params: TrainParams, system: str | None, base: dict, data: d
                               "base_model": base, "data": data}))
 
 
-def resumable_checkpoint(checkpoints: str | Path, fingerprint: str) -> str | None:
+def resumable_checkpoint(checkpoints: str | Path, fingerprint: str, reset: bool = True) -> str | None:
     """The last checkpoint of an interrupted run with this fingerprint, else None. Checkpoints of
-    any other run (other params, data or base model) are deleted: they must not be resumed."""
+    any other run (other params, data or base model) are deleted when `reset` (the main process;
+    the others only read, after it): they must not be resumed."""
     from transformers.trainer_utils import get_last_checkpoint
 
     checkpoints = Path(checkpoints)
@@ -288,6 +338,8 @@ def resumable_checkpoint(checkpoints: str | Path, fingerprint: str) -> str | Non
         last = get_last_checkpoint(str(checkpoints))
         if last is not None:
             return last
+    if not reset:
+        return None
     shutil.rmtree(checkpoints, ignore_errors=True)
     write_json(marker, {"fingerprint": fingerprint})
     return None
@@ -324,6 +376,7 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
 
     device = select_device()
     check_method(params.method, device)
+    check_liger(params.use_liger)
     tokenizer = load_tokenizer(base_dir)
     train_ds = build_dataset(tokenizer, train_records, system, params.max_length, "train")
     val_ds = build_dataset(tokenizer, val_records, system, params.max_length, "validation")
@@ -332,7 +385,8 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
         prompts = [row["input_ids"][:row["completion_mask"].index(1)] if 1 in row["completion_mask"]
                    else row["input_ids"] for ds in (train_ds, val_ds) for row in ds]
         prefix = common_prompt_prefix(prompts)
-    model = load_base_model(base_dir, params.method, device, params.gradient_checkpointing)
+    model = load_base_model(base_dir, params.method, device, params.gradient_checkpointing,
+                            params.attn_implementation)
     extra = [make_loss_curves(curves_dir), *callbacks]
     if params.early_stopping_patience is not None:
         extra.append(EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold))
@@ -350,9 +404,14 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
 
 
 def save_result(trainer, out_dir: str | Path, info: dict) -> None:
-    """Atomically write the trained adapter (or full model), the tokenizer and tuneproof_train.json."""
+    """Atomically write the trained adapter (or full model), the tokenizer and tuneproof_train.json.
+    Every process calls it (FSDP gathers the sharded weights from all of them); the main one writes."""
+    state_dict = trainer.accelerator.get_state_dict(trainer.model) if trainer.is_fsdp_enabled else None
+    if not trainer.is_world_process_zero():
+        return
     with atomic_path(out_dir) as tmp:
-        trainer.model.save_pretrained(tmp, safe_serialization=True)
+        trainer.accelerator.unwrap_model(trainer.model).save_pretrained(
+            tmp, safe_serialization=True, state_dict=state_dict)
         trainer.processing_class.save_pretrained(tmp)
         write_json(tmp / ADAPTER_INFO, info)
 
@@ -361,18 +420,25 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
           adapter_dir: str | Path, metrics_file: str | Path, curves_dir: str | Path,
           callbacks: Sequence = ()):
     """Train, resuming an interrupted run with the same fingerprint; write the adapter dir, the
-    metrics file and the curves. Returns (trainer, info) where info is tuneproof_train.json."""
+    metrics file and the curves. Returns (trainer, info) where info is tuneproof_train.json.
+    Under accelerate launch every process runs it; the main one writes the outputs."""
+    import torch
+
     train_records, all_val = read_split(split_dir, "train"), read_split(split_dir, "val")
     val_records = validation_sample(all_val, params.val_records, params.seed)
     base = base_model_info(base_dir)
     data = {name: {"sha256": sha256_file(Path(split_dir) / f"{name}.jsonl"), "records": len(records)}
             for name, records in (("train", train_records), ("val", all_val))}
     fingerprint = run_fingerprint(params, system, base, data)
-    resume_from = resumable_checkpoint(params.checkpoints, fingerprint)
-    if resume_from:
+    check_distributed(params, torch.cuda.device_count())
+    processes = process_state(select_device())  # one process unless started by accelerate launch (main)
+    with processes.main_process_first():  # the main process clears stale checkpoints before the others look
+        resume_from = resumable_checkpoint(params.checkpoints, fingerprint, reset=processes.is_main_process)
+    if resume_from and processes.is_main_process:
         print(f"train: resuming the interrupted run from {resume_from}")
     trainer = build_trainer(params, system, base_dir, train_records, val_records, params.checkpoints,
                             curves_dir, callbacks)
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before FSDP shards them
     trainer.train(resume_from_checkpoint=resume_from)
 
     state = trainer.state
@@ -386,7 +452,8 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
         "last_val_loss": evals[-1]["eval_loss"] if evals else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "stopped_early": state.global_step < state.max_steps,
-        "trainable_params": sum(p.numel() for p in trainer.model.parameters() if p.requires_grad),
+        "trainable_params": trainable,
+        "num_processes": trainer.args.world_size,
     }
     info = {
         "params": dataclasses.asdict(params), "method": params.method, "seed": params.seed,
@@ -395,10 +462,13 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
         "steps": metrics["steps"], "stopped_early": metrics["stopped_early"],
         "resumed_from_step": int(resume_from.rsplit("-", 1)[1]) if resume_from else None,
         "val_records_used": len(val_records), "shared_prefix_tokens": len(trainer.shared_prefix),
+        "num_processes": metrics["num_processes"],
     }
     save_result(trainer, adapter_dir, info)
-    write_json(metrics_file, metrics)
-    clear_checkpoints(params.checkpoints)
+    trainer.accelerator.wait_for_everyone()  # no process still reads or writes a checkpoint
+    if trainer.is_world_process_zero():
+        write_json(metrics_file, metrics)
+        clear_checkpoints(params.checkpoints)
     return trainer, info
 
 
@@ -406,11 +476,18 @@ def main(params_file: str = "params.yaml") -> None:
     params = load_section(TrainParams, "train", params_file)
     paths = load_section(Paths, "paths", params_file)
     prompt = load_section(Prompt, "prompt", params_file)
-    _, info = train(params, prompt.system, paths.base_model, paths.split, paths.adapter,
-                    paths.metrics_file("train"), Path(paths.metrics) / CURVES_DIR)
-    print(f"train: {params.method} -> {paths.adapter} (best step {info['best_step']} of {info['steps']}, "
-          f"val loss {info['best_val_loss']:.4f}{', stopped early' if info['stopped_early'] else ''})")
+    if params.num_processes > 1 and not in_launched_process():
+        import torch
+
+        check_distributed(params, torch.cuda.device_count())
+        run_launched(launch_command("stages.train", [params_file], params.num_processes, params.distributed))
+        return
+    trainer, info = train(params, prompt.system, paths.base_model, paths.split, paths.adapter,
+                          paths.metrics_file("train"), Path(paths.metrics) / CURVES_DIR)
+    if trainer.is_world_process_zero():
+        print(f"train: {params.method} -> {paths.adapter} (best step {info['best_step']} of {info['steps']}, "
+              f"val loss {info['best_val_loss']:.4f}{', stopped early' if info['stopped_early'] else ''})")
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(lambda: main(*sys.argv[1:2]))  # optional params file: accelerate launch passes it to each process

@@ -233,6 +233,17 @@ def test_qlora_is_refused_where_bitsandbytes_cannot_quantize(monkeypatch, tmp_pa
     stage.check_method("lora", torch.device("cpu"))  # other methods need no probe
 
 
+def test_gpu_path_knobs_reach_the_model_and_trainer(monkeypatch, tiny_model_dir, tmp_path):
+    model = stage.load_base_model(tiny_model_dir, "lora", torch.device("cpu"), False, attn_implementation="eager")
+    assert model.config._attn_implementation == "eager"
+    args = stage.sft_config(tiny_params(tmp_path, use_liger=True), tmp_path / "out", torch.device("cpu"))
+    assert args.use_liger_kernel and not args.bf16  # CPU: fp32 even when the GPU knobs are set
+    monkeypatch.setattr(stage.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(TuneproofError, match="train.use_liger: true needs the liger-kernel package"):
+        stage.check_liger(True)
+    stage.check_liger(False)
+
+
 def test_last_layers_adapts_only_the_top_layers(tiny_model_dir, tmp_path):
     from peft import get_peft_model
 
