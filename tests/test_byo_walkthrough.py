@@ -1,0 +1,219 @@
+"""The README's "Bring your own data and model" walkthrough, followed literally on a fresh copy of
+the project with data the project did not ship (news headline -> topic label, not the demo's JSON
+triage) and a tiny local Hugging Face model directory:
+
+    dvc add data/raw/<file>.jsonl; edit params.yaml; dvc repro base_model;
+    tuneproof check-data data/raw/<file>.jsonl; dvc repro; read reports/report.md
+
+Every command runs as a subprocess with the venv's bin/ first on PATH (as `source .venv/bin/activate`
+does). About 1 minute on 2 CPU cores: the tiny model makes each model stage a few seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from tuneproof.io import read_jsonl, write_jsonl
+
+ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and tuneproof commands
+RAW = "data/raw/headlines.jsonl"
+README_RAW = "data/raw/mine.jsonl"  # the README's name for the user's file
+LABELS = {"sports", "weather", "finance"}
+VERDICTS = ("SHIP", "DON'T SHIP", "PROMPT SUFFICES", "USE RAG")
+METRICS_STAGES = ("dedup", "split", "baseline", "train", "evaluate", "probe", "compare")
+
+# Headline = subject + event + tail, drawn per topic: the subject and the event give the topic away
+# (learnable), and texts sharing one slot stay below the split audit's similarity threshold.
+TOPICS = {
+    "sports": (["The striker", "Our goalkeeper", "The rookie pitcher", "The tennis champion", "The relay team",
+                "The home side", "The veteran coach", "The cycling squad"],
+               ["scored twice in the derby", "saved a late penalty", "threw a shutout at the ballpark",
+                "won the final in five sets", "took gold at the championships", "lost the league game on a late goal",
+                "rested three starters before the playoffs", "broke the course record on the mountain stage"]),
+    "weather": (["Forecasters", "The met office", "Storm chasers", "Pilots at the airport", "Farmers in the valley",
+                 "Coastal towns", "Ski resorts", "Commuters in the capital"],
+                ["expect heavy rain and thunder", "warn of a heatwave above 38 degrees", "report thick fog and icy roads",
+                 "brace for snow and gale force winds", "see frost on the fields at dawn",
+                 "track a hurricane heading for land", "wait for the flood water to recede", "shelter from a hailstorm"]),
+    "finance": (["The central bank", "Shares of the chipmaker", "The retailer", "Bond investors", "The startup",
+                 "The currency", "The pension fund", "Oil traders"],
+                ["held interest rates at four percent", "jumped after quarterly earnings beat estimates",
+                 "cut its profit forecast for the year", "sold off as yields climbed",
+                 "raised a new funding round from investors", "slid against the dollar on inflation data",
+                 "doubled its dividend payout", "priced in a cut to borrowing costs"]),
+}
+TAILS = ["", " on Monday", " this weekend", " after a tense week", ", reports say", " for the first time in years",
+         " overnight", " despite early doubts"]
+
+
+def headline_records(per_topic: int = 32, seed: int = 0) -> list[dict]:
+    """~100 {"prompt", "completion"} lines: headlines labelled with their topic, plus planted
+    duplicates (two exact copies, a case/punctuation variant, two copies with a word added)."""
+    rng = random.Random(seed)
+    records = []
+    for label, (subjects, events) in TOPICS.items():
+        triples = [(s, e, t) for s in subjects for e in events for t in TAILS]
+        records += [{"prompt": f"{s} {e}{t}.", "completion": label} for s, e, t in rng.sample(triples, per_topic)]
+    rng.shuffle(records)
+    variants = {20: records[20]["prompt"].upper().rstrip("."),  # same text once normalised: an exact duplicate
+                30: records[30]["prompt"][:-1] + " again.",      # one word added: a near duplicate
+                40: "Today " + records[40]["prompt"][0].lower() + records[40]["prompt"][1:]}
+    return [*records, dict(records[3]), dict(records[10]),
+            *({"prompt": text, "completion": records[i]["completion"]} for i, text in variants.items())]
+
+
+def fresh_copy(dest: Path) -> Path:
+    """The project's git-tracked files as they are in the working tree (uncommitted edits included,
+    deleted files left out), committed in a new git repo: what a fresh clone looks like. New
+    modules of the packages that are not yet added to git come along too (the tracked code may
+    import them already); other untracked files, such as a previous run's outputs, do not."""
+    names = []
+    for extra in ([], ["--others", "--exclude-standard", "--", "tuneproof/*.py", "stages/*.py"]):
+        listed = subprocess.run(["git", "ls-files", "-z", *extra], cwd=ROOT, check=True, capture_output=True, text=True)
+        names += filter(None, listed.stdout.split("\0"))
+    for name in names:
+        if (ROOT / name).is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "fresh clone"]):
+        subprocess.run([*git, *args], cwd=dest, check=True, capture_output=True)
+    return dest
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+
+
+def walkthrough_params(model_dir: Path) -> dict[str, object]:
+    """The params.yaml keys the README's walkthrough sets (dotted key -> value)."""
+    return {
+        "paths.raw": RAW,
+        "base_model.source": str(model_dir),
+        "task.label_field": "completion",
+        "prompt.system": "Classify the news headline by topic. Answer with one word: sports, weather or finance.",
+        "score.kind": "label",
+        "score.primary": "accuracy",
+        "score.fields": [],
+        "score.style": {},
+        "dedup.truth": None,
+        "generate.max_new_tokens": 4,
+        "train.method": "lora",
+        "train.max_steps": 2,
+        "train.batch_size": 4,
+        "train.learning_rate": 1.0e-3,
+    }
+
+
+# Not in the walkthrough: keep validation and the train-sample evaluation tiny so the test is fast.
+TINY = {"train.eval_steps": 1, "train.val_records": 4, "evaluate.train_sample": 4}
+
+
+def set_params(params_file: Path, values: dict[str, object]) -> None:
+    params = yaml.safe_load(params_file.read_text())
+    for dotted, value in values.items():
+        *parents, key = dotted.split(".")
+        section = params
+        for name in parents:
+            section = section[name]
+        assert key in section, f"{dotted} is not a key of params.yaml"  # a typo would be a silent no-op
+        section[key] = value
+    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def readme_walkthrough() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"^## Bring your own data and model\n(.*?)(?=^## )", text, re.S | re.M)
+    assert match, "README.md has no '## Bring your own data and model' section"
+    return match.group(1)
+
+
+def test_readme_names_every_key_and_command_the_walkthrough_uses(tmp_path):
+    section = readme_walkthrough()
+    for dotted in walkthrough_params(tmp_path):
+        assert f"`{dotted}" in section, f"the walkthrough never mentions {dotted}"
+    for command in (f"dvc add {README_RAW}", "dvc repro base_model", f"tuneproof check-data {README_RAW}",
+                    "reports/report.md", "dvc exp run -S", "dvc exp show"):
+        assert command in section, f"the walkthrough never shows `{command}`"
+    assert re.search(r"^\s*dvc repro\s*$", section, re.M), "the walkthrough never runs the whole pipeline"
+
+
+def test_byo_walkthrough_runs_end_to_end_on_a_fresh_copy(tmp_path, tiny_model_dir):
+    repo = fresh_copy(tmp_path / "clone")
+    if not (repo / ".dvc").is_dir():  # as `make repro` does for a checkout without DVC
+        assert run(["dvc", "init", "-q"], repo).returncode == 0
+
+    # 1. The data: a JSONL the project did not ship, tracked with DVC.
+    records = headline_records()
+    assert 80 <= len(records) <= 120
+    write_jsonl(repo / RAW, records)
+    added = run(["dvc", "add", RAW], repo)
+    assert added.returncode == 0, added.stderr
+    staged = run(["git", "add", f"{RAW}.dvc", "data/raw/.gitignore"], repo)
+    assert staged.returncode == 0, staged.stderr
+
+    # 2. params.yaml: data, model, task, scorer, training knobs.
+    set_params(repo / "params.yaml", {**walkthrough_params(tiny_model_dir), **TINY})
+
+    # 3. Materialise the model, then check the file against its tokenizer before anything trains.
+    base = run(["dvc", "repro", "base_model"], repo)
+    assert base.returncode == 0, base.stdout + base.stderr
+    check = run(["tuneproof", "check-data", RAW], repo)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert f"{RAW}: {len(records)} records, format prompt_completion" in check.stdout
+    assert "labels (task.label_field = completion): 3 classes" in check.stdout
+    assert "over-long: none" in check.stdout
+
+    # ... and a broken copy is rejected with its line number, before any model is loaded.
+    broken = [json.dumps(r) for r in records]
+    broken[6] = broken[6][:-1]  # line 7: truncated JSON
+    (repo / "data/raw/broken.jsonl").write_text("\n".join(broken) + "\n")
+    rejected = run(["tuneproof", "check-data", "data/raw/broken.jsonl"], repo)
+    assert rejected.returncode == 2
+    assert "error: data/raw/broken.jsonl:7: invalid JSON" in rejected.stderr
+    missing = [json.dumps(r) for r in records]
+    missing[11] = json.dumps({"prompt": records[11]["prompt"]})  # line 12: no completion
+    (repo / "data/raw/broken.jsonl").write_text("\n".join(missing) + "\n")
+    rejected = run(["tuneproof", "check-data", "data/raw/broken.jsonl"], repo)
+    assert rejected.returncode == 2
+    assert "data/raw/broken.jsonl:12: missing field 'completion'" in rejected.stderr
+    (repo / "data/raw/broken.jsonl").unlink()
+
+    # 4. The whole pipeline, then the verdict.
+    repro = run(["dvc", "repro"], repo)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    for stage in METRICS_STAGES:  # every stage after base_model ran and wrote its metrics
+        assert f"Running stage '{stage}'" in repro.stdout
+        assert json.loads((repo / "metrics" / f"{stage}.json").read_text()), f"metrics/{stage}.json is empty"
+
+    dedup = json.loads((repo / "metrics/dedup.json").read_text())
+    assert dedup["records_in"] == len(records)
+    assert dedup["exact_dropped"] >= 3 and dedup["near_dropped"] >= 1  # the planted copies
+    assert "truth" not in dedup  # dedup.truth: null
+    split_labels = {name: {r["completion"] for r in read_jsonl(repo / f"data/split/{name}.jsonl")}
+                    for name in ("train", "val", "test")}
+    assert split_labels["train"] == LABELS
+    assert set().union(*split_labels.values()) == LABELS
+    baseline = json.loads((repo / "metrics/baseline.json").read_text())
+    assert "rank" in baseline  # rank classification: runs for label tasks only
+    assert "accuracy" in baseline["best"]
+    evaluate = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert set(evaluate["finetune"]) >= {"accuracy", "macro_f1"}
+    assert (repo / "models/adapter/adapter_model.safetensors").is_file()
+
+    report = (repo / "reports/report.md").read_text()
+    verdict = json.loads((repo / "metrics/compare.json").read_text())["verdict"]
+    assert verdict in VERDICTS
+    assert report.splitlines()[0] == f"# tuneproof verdict: {verdict}"
+    assert f"verdict: {verdict}" in repro.stdout
