@@ -70,6 +70,7 @@ class LoraParams:
     dropout: float = 0.0                         # dropout on the adapter input
     target_modules: str | list[str] = "all-linear"  # "all-linear" or module names, e.g. [q_proj, v_proj]
     last_layers: int | None = None               # adapt only the last N transformer layers (null = all): backprop stops below them
+    plus_lr_ratio: float | None = None           # LoRA+: the B matrices learn this many times faster than A (null = plain LoRA)
 
 
 @dataclass(frozen=True)
@@ -400,6 +401,13 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
         for p in trainer.model.parameters():
             if p.requires_grad:
                 p.data = p.data.float()
+    if params.method != "full" and params.lora.plus_lr_ratio:
+        from peft.optimizers import create_loraplus_optimizer
+
+        # LoRA+ (peft): B starts at zero and gets a larger step than A, so a short run moves further
+        trainer.optimizer = create_loraplus_optimizer(
+            trainer.model, torch.optim.AdamW, lr=params.learning_rate,
+            loraplus_lr_ratio=params.lora.plus_lr_ratio, weight_decay=params.weight_decay)
     return trainer
 
 

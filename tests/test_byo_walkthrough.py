@@ -217,3 +217,10 @@ def test_byo_walkthrough_runs_end_to_end_on_a_fresh_copy(tmp_path, tiny_model_di
     assert verdict in VERDICTS
     assert report.splitlines()[0] == f"# tuneproof verdict: {verdict}"
     assert f"verdict: {verdict}" in repro.stdout
+    # What ships: the adapter exactly as trained, with the model card (HF front matter) as README.md.
+    release = repo / "models" / "release"
+    adapter = repo / "models" / "adapter"
+    assert (release / "adapter_model.safetensors").read_bytes() == (adapter / "adapter_model.safetensors").read_bytes()
+    card = (release / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: peft\n") and f"tuneproof verdict: {verdict}" in card
+    assert "## Dataset version" in card and "sha256" in card

@@ -25,6 +25,7 @@ paths:
   evaluate: outputs/evaluate
   probe: outputs/probe
   reports: reports
+  release: models/release
   metrics: metrics
 train:
   lr: 0.1

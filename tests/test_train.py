@@ -244,6 +244,21 @@ def test_gpu_path_knobs_reach_the_model_and_trainer(monkeypatch, tiny_model_dir,
     stage.check_liger(False)
 
 
+def test_lora_plus_gives_the_b_matrices_a_larger_step(tiny_model_dir, split_dir, tmp_path):
+    from tuneproof.records import read_split
+
+    params = tiny_params(tmp_path, lora=stage.LoraParams(r=4, alpha=8, plus_lr_ratio=16))
+    trainer = stage.build_trainer(params, SYSTEM, tiny_model_dir, read_split(split_dir, "train"),
+                                  read_split(split_dir, "val"), params.checkpoints, tmp_path / "curves")
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    lr_of = {names[id(p)]: group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
+    assert {lr for n, lr in lr_of.items() if "lora_A" in n} == {params.learning_rate}
+    assert {lr for n, lr in lr_of.items() if "lora_B" in n} == {16 * params.learning_rate}
+    trainer.train()  # the Trainer trains with this optimizer: its scheduler started from both rates
+    assert {group["initial_lr"] for group in trainer.optimizer.param_groups} >= {params.learning_rate,
+                                                                               16 * params.learning_rate}
+
+
 def test_last_layers_adapts_only_the_top_layers(tiny_model_dir, tmp_path):
     from peft import get_peft_model
 

@@ -20,6 +20,7 @@ class Paths:
     evaluate: str           # per-example predictions of the fine-tune
     probe: str              # general-ability probe outputs
     reports: str            # report.md and plots
+    release: str            # the hand-over folder: the adapter as trained + its model card (README.md)
     metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
 
     def metrics_file(self, stage: str) -> Path:

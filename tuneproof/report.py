@@ -6,6 +6,7 @@ the rendering can change without touching it.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import yaml
@@ -173,12 +174,24 @@ Full report: `{paths.reports}/report.md`.
 - Training data: `{paths.split}/train.jsonl` (sha256 `{train_info.get('data', {}).get('train', {}).get('sha256', '?')}`).
 - Config: see `tuneproof_train.json` beside the adapter; seed {train_info.get('seed', '?')}.
 
+## Dataset version
+
+{dataset_version(paths)}
+
 ## Intended use and limits
 
 Serve with the same system prompt and chat template it was trained with (recorded in
 `tuneproof_train.json`). It was evaluated only on the task's own test distribution and on the
 small general-ability probe; check it on a sample of production inputs before relying on it.
 """
+
+
+def write_release(paths: Paths, card: str) -> None:
+    """<paths.release>/: the adapter (or full model) exactly as trained, with tuneproof_train.json,
+    and the model card as README.md beside it (Hugging Face's layout): the folder to push."""
+    with atomic_path(paths.release) as tmp:
+        shutil.copytree(paths.adapter, tmp)
+        write_text(tmp / "README.md", card)
 
 
 def plot_rows(baseline_metrics: dict, evaluate_metrics: dict) -> dict[str, list[dict]]:
@@ -197,11 +210,14 @@ def confusion_rows(rows: list[dict]) -> list[dict]:
 def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
                   baseline_rows: dict[str, list[dict]], baseline_metrics: dict, train_info: dict,
                   evaluate_metrics: dict, finetune_rows: list[dict]) -> None:
-    """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json}."""
+    """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
+    the release folder."""
     reports = Path(paths.reports)
     write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
                                                    evaluate_metrics, finetune_rows, train_info))
-    write_text(reports / "MODEL_CARD.md", render_model_card(evidence, paths, evaluate_metrics, train_info))
+    card = render_model_card(evidence, paths, evaluate_metrics, train_info)
+    write_text(reports / "MODEL_CARD.md", card)
+    write_release(paths, card)
     write_json(reports / "evidence.json", evidence)
     with atomic_path(reports / "plots" / "before_after") as tmp:  # one bar chart per metric (dvc.yaml plots)
         tmp.mkdir()
