@@ -82,7 +82,7 @@ class TrainParams:
     warmup_ratio: float = 0.05                   # share of the optimizer steps spent warming up
     weight_decay: float = 0.0                    # AdamW weight decay
     num_epochs: float = 1.0                      # passes over the train split (ignored when max_steps is set)
-    max_steps: int | None = 45                   # optimizer steps; overrides num_epochs (null: use num_epochs)
+    max_steps: int | None = 80                   # optimizer steps; overrides num_epochs (null: use num_epochs)
     batch_size: int = 4                          # training sequences per micro-batch
     eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
     gradient_accumulation_steps: int = 1         # micro-batches per optimizer step
@@ -92,8 +92,8 @@ class TrainParams:
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
     group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
-    val_records: int | None = 32                 # validation records for the loss (a seeded sample); null = all
-    eval_steps: int = 15                         # optimizer steps between validation losses (and checkpoints)
+    val_records: int | None = 16                 # validation records for the loss (a seeded sample); null = all
+    eval_steps: int = 20                         # optimizer steps between validation losses (and checkpoints)
     logging_steps: int = 3                       # optimizer steps between train-loss points
     early_stopping_patience: int | None = 3      # evaluations without improvement before stopping; null = never
     early_stopping_threshold: float = 0.0        # least val-loss drop that counts as an improvement
