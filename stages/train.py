@@ -77,7 +77,7 @@ class LoraParams:
 class TrainParams:
     method: Literal["lora", "qlora", "full"] = "lora"  # what is trained (see module docstring)
     seed: int = 0                                # seeds adapter init, data order and dropout
-    learning_rate: float = 3e-3                  # peak LR; short LoRA runs like 1e-3..3e-3, full fine-tuning ~1e-5
+    learning_rate: float = 2e-3                  # peak LR; short LoRA runs like 1e-3..3e-3, full fine-tuning ~1e-5
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"  # LR decay after warmup
     warmup_ratio: float = 0.05                   # share of the optimizer steps spent warming up
     weight_decay: float = 0.0                    # AdamW weight decay
