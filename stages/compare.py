@@ -46,7 +46,7 @@ from tuneproof.neardup import near_duplicate_clusters, normalise
 from tuneproof.params import load_section
 from tuneproof.records import prompt_text
 from tuneproof.report import strategy_metrics, write_outputs
-from tuneproof.scoring import ScoreParams
+from tuneproof.scoring import FIELD_MATCH, ScoreParams
 from tuneproof.stats import mcnemar_exact, paired_bootstrap
 
 SHIP, DONT_SHIP, PROMPT_SUFFICES, USE_RAG = "SHIP", "DON'T SHIP", "PROMPT SUFFICES", "USE RAG"
@@ -224,7 +224,7 @@ def triage(best: dict, sig: dict, strategies: dict, finetune: dict, finetune_row
     fails_on_novel = ft_novel is not None and ft_familiar is not None and ft_novel < ft_familiar - params.min_gain
     knowledge_gap = novelty >= params.knowledge.novelty_threshold and (retrieval_helps or fails_on_novel or not novel_ids)
     format_not_content = None
-    correctness = [k for k in finetune if k.startswith("field_")]
+    correctness = [k for k in finetune if k.endswith(FIELD_MATCH)]
     if "json_valid" in finetune and correctness:
         prompted = strategies[best["strategy"]]
         format_gain = finetune["json_valid"] - prompted.get("json_valid", 0.0)

@@ -132,3 +132,19 @@ def test_different_test_sets_are_refused():
     b = [{"id": "b", "scores": {"m": 1.0}}]
     with pytest.raises(TuneproofError, match="different test sets"):
         paired_primary(a, b, "m")
+
+
+def test_format_gain_without_field_gain_is_flagged_as_format_not_content():
+    from stages.compare import triage
+
+    best = {"strategy": "retrieval", "task_success": 0.3}
+    prompted = {"retrieval": {"json_valid": 0.5, "intent_match": 0.8, "task_success": 0.3}}
+    rows = [{"id": "a", "scores": {"task_success": 1.0}}]
+
+    def signal(intent_match: float) -> bool | None:
+        finetune = {"json_valid": 1.0, "intent_match": intent_match, "task_success": 0.3}
+        return triage(best, {"status": "PASS"}, prompted, finetune, rows, {"a": False}, "task_success",
+                      CompareParams())["format_not_content"]
+
+    assert signal(0.8) is True     # valid JSON went up, the field scores did not
+    assert signal(0.95) is False   # the fields improved too

@@ -36,6 +36,9 @@ from tuneproof.io import TuneproofError
 NO_LABEL = "<none>"  # predicted label when no single label could be extracted
 
 
+FIELD_MATCH = "_match"  # json: per-field metric suffix, e.g. intent_match
+
+
 @dataclass(frozen=True)
 class ScoreParams:
     """params.yaml `score:` — how predictions are compared with references."""
@@ -52,7 +55,7 @@ def metric_names(params: ScoreParams) -> list[str]:
         return ["exact"]
     if params.kind == "label":
         return ["accuracy", "extracted", "exact"]
-    names = ["json_valid", *(f"{f}_match" for f in params.fields)]
+    names = ["json_valid", *(f + FIELD_MATCH for f in params.fields)]
     if params.style:
         names.append("style_ok")
     return [*names, "task_success", "exact"]
@@ -165,7 +168,7 @@ class Scorer:
                 raise TuneproofError(f"record {record_id}: the reference has no field {name!r} "
                                      "(listed in score.fields); fix the data or score.fields")
             ok = name in pred and _field_value(pred[name]) == _field_value(ref[name])
-            scores[f"{name}_match"] = _bit(ok)
+            scores[name + FIELD_MATCH] = _bit(ok)
             success = success and ok
         if params.style:
             ok = all(isinstance(pred.get(name), str) and re.fullmatch(pattern, pred[name].strip()) is not None
