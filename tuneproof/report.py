@@ -86,7 +86,7 @@ def dataset_version(paths: Paths) -> str:
 
 
 def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[dict]], baseline_metrics: dict,
-                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict) -> str:
+                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict, dataset: str) -> str:
     checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence["checks"].values())
     signals = "\n".join(f"- {k}: {_fmt(v)}" for k, v in evidence["signals"].items())
     base = train_info.get("base_model", {})
@@ -131,7 +131,7 @@ Exact training config (`{paths.adapter}/tuneproof_train.json`):
 
 ## Dataset version
 
-{dataset_version(paths)}
+{dataset}
 
 ## Sample predictions where the best prompted strategy and the fine-tune differ
 
@@ -139,7 +139,7 @@ Exact training config (`{paths.adapter}/tuneproof_train.json`):
 """
 
 
-def render_model_card(evidence: dict, paths: Paths, evaluate_metrics: dict, train_info: dict) -> str:
+def render_model_card(evidence: dict, paths: Paths, evaluate_metrics: dict, train_info: dict, dataset: str) -> str:
     base = train_info.get("base_model", {})
     front = {
         "library_name": "peft" if train_info.get("method") in ("lora", "qlora") else "transformers",
@@ -176,7 +176,7 @@ Full report: `{paths.reports}/report.md`.
 
 ## Dataset version
 
-{dataset_version(paths)}
+{dataset}
 
 ## Intended use and limits
 
@@ -213,9 +213,10 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
     """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
     the release folder."""
     reports = Path(paths.reports)
+    dataset = dataset_version(paths)  # hashes the raw and split files: once for the report and the card
     write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
-                                                   evaluate_metrics, finetune_rows, train_info))
-    card = render_model_card(evidence, paths, evaluate_metrics, train_info)
+                                                   evaluate_metrics, finetune_rows, train_info, dataset))
+    card = render_model_card(evidence, paths, evaluate_metrics, train_info, dataset)
     write_text(reports / "MODEL_CARD.md", card)
     write_release(paths, card)
     write_json(reports / "evidence.json", evidence)
