@@ -28,7 +28,7 @@ from tuneproof.generation import GenerateParams, generate
 from tuneproof.io import TuneproofError, read_jsonl, write_json, write_jsonl
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.params import load_section
-from tuneproof.prompting import format_prompt
+from tuneproof.predict import build_prompts
 from tuneproof.scoring import extract_json_object
 
 
@@ -48,12 +48,22 @@ def read_passages(path: str | Path) -> list[str]:
     return passages
 
 
+@contextlib.contextmanager
+def base_view(base, tuned):
+    """The base model: `base` itself, or (base None) `tuned` with its adapter switched off inside
+    the block, which avoids holding two copies of a large base model."""
+    if base is not None:
+        yield base
+    else:
+        with tuned.disable_adapter():
+            yield tuned
+
+
 @torch.inference_mode()
 def text_loss_and_kl(base, tuned, tokenizer, passages: list[str], max_length: int) -> dict:
     """Mean per-token loss of both models and mean KL(base || tuned) over all predicted tokens.
 
-    `base` may be the very same PeftModel as `tuned` with its adapter disabled (None: use
-    `tuned.disable_adapter()`), which avoids holding two copies of a large base model."""
+    `base` None: the base is `tuned` with its adapter disabled (see base_view)."""
     totals = {"base_loss": 0.0, "finetune_loss": 0.0, "kl": 0.0}
     n_tokens = 0
     device = next(tuned.parameters()).device
@@ -63,9 +73,8 @@ def text_loss_and_kl(base, tuned, tokenizer, passages: list[str], max_length: in
         if ids.shape[1] < 2:
             continue
         tuned_logits = tuned(input_ids=ids).logits[0, :-1].float()
-        disabled = tuned.disable_adapter() if base is None else contextlib.nullcontext()
-        with disabled:
-            base_logits = (tuned if base is None else base)(input_ids=ids).logits[0, :-1].float()
+        with base_view(base, tuned) as model:
+            base_logits = model(input_ids=ids).logits[0, :-1].float()
         targets = ids[0, 1:]
         base_logp, tuned_logp = base_logits.log_softmax(-1), tuned_logits.log_softmax(-1)
         totals["base_loss"] += F.nll_loss(base_logp, targets, reduction="sum").item()
@@ -112,7 +121,7 @@ def answer_instructions(model, tokenizer, instructions: list[dict], system: str 
                         gen: GenerateParams, desc: str) -> list[dict]:
     """Per-instruction rows {id, prediction, passed} through the shared formatter and generator."""
     records = [{"messages": [{"role": "user", "content": row["prompt"]}]} for row in instructions]
-    prompts = [format_prompt(tokenizer, record, system) for record in records]
+    prompts = build_prompts(tokenizer, records, system)
     answers = generate(model, tokenizer, prompts, gen.max_new_tokens, gen.batch_size, gen.prefix_cache, desc=desc)
     return [{"id": row["id"], "prediction": answer, "passed": int(check_instruction(answer, row["check"]))}
             for row, answer in zip(instructions, answers)]
@@ -130,11 +139,9 @@ def main(params_file: str = "params.yaml") -> None:
     text = text_loss_and_kl(base, tuned, tokenizer, read_passages(params.text), params.max_length)
     instructions = load_instructions(params.instructions)
     rows = {}
-    for name, model in (("base", base), ("finetune", tuned)):
-        disabled = tuned.disable_adapter() if model is None else contextlib.nullcontext()
-        with disabled:
-            rows[name] = answer_instructions(model or tuned, tokenizer, instructions, params.system, gen,
-                                             desc=f"probe {name}")
+    with base_view(base, tuned) as model:
+        rows["base"] = answer_instructions(model, tokenizer, instructions, params.system, gen, desc="probe base")
+    rows["finetune"] = answer_instructions(tuned, tokenizer, instructions, params.system, gen, desc="probe finetune")
     out = Path(paths.probe)
     for name, name_rows in rows.items():
         write_jsonl(out / f"instructions_{name}.jsonl", name_rows)
