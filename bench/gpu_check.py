@@ -20,7 +20,6 @@ Activation recomputation is not counted (the check runs without it). The first o
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import resource
@@ -98,7 +97,7 @@ def flops_per_token(model, seq_len: float, method: str) -> float:
     """Model FLOPs per trained token (see the module docstring)."""
     import torch
 
-    matmul = trainable = 0
+    matmul = 0
     for name, module in model.named_modules():
         if isinstance(module, torch.nn.Linear) and "lora_" not in name:
             matmul += module.weight.numel()
@@ -227,6 +226,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
     import transformers
 
+    from stages.train import liger_installed
     from tuneproof.modeling import load_tokenizer, select_device, select_dtype
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         torch.backends.cuda.enable_cudnn_sdp(False)
     if device.type != "cuda" and not args.tiny:
         sys.exit("gpu_check: no CUDA device here; run with --tiny for the CPU smoke run")
-    args.liger = (device.type == "cuda" and not args.no_liger
-                  and importlib.util.find_spec("liger_kernel") is not None)
+    args.liger = device.type == "cuda" and not args.no_liger and liger_installed()
     name = torch.cuda.get_device_name() if device.type == "cuda" else "cpu"
     peak = peak_tflops(name, args.peak_tflops)
     print(f"gpu_check: {name}, torch {torch.__version__}, transformers {transformers.__version__}, "

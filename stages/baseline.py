@@ -29,9 +29,8 @@ from tuneproof.config import Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
-from tuneproof.records import read_split
 from tuneproof.predict import predict_and_score, rank_and_score, write_predictions
-from tuneproof.records import label_of, prompt_text
+from tuneproof.records import label_of, prompt_text, read_split
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
 Strategy = Literal["zero_shot", "few_shot", "retrieval", "rank"]

@@ -141,9 +141,13 @@ def build_dataset(tokenizer, records: Sequence[dict], system: str | None, max_le
 # ----------------------------------------------------------------------------- model
 
 
+def liger_installed() -> bool:
+    return importlib.util.find_spec("liger_kernel") is not None
+
+
 def check_liger(use_liger: bool) -> None:
     """Fail fast when Liger kernels are asked for but not installed (they are optional)."""
-    if use_liger and importlib.util.find_spec("liger_kernel") is None:
+    if use_liger and not liger_installed():
         raise TuneproofError("train.use_liger: true needs the liger-kernel package (pip install liger-kernel; "
                              "CUDA + Triton); install it or set train.use_liger: false")
 
