@@ -7,7 +7,8 @@ Serves the same zero-shot demo prompts (params.yaml's system prompt + a generate
 the real base model three ways, in one run on the same machine:
   1. one at a time            (batch 1, no shared-prefix cache: the naive loop),
   2. batched                  (generate.batch_size, length-sorted, no prefix cache),
-  3. batched + prefix cache   (the pipeline's default: the system prompt is encoded once),
+  3. batched + prefix cache   (the pipeline's default: the system prompt is encoded once, and
+                               each decode step attends to one copy of it for the whole batch),
 asserts the three give identical greedy outputs, and prints wall times and speedups over (1).
 """
 

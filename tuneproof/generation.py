@@ -6,18 +6,19 @@ Speed on CPU comes from three things (see bench/generate.py for measured ratios)
   * batching: the weights are read once per decode step for the whole batch; prompts are
     sorted by length so a batch holds similar lengths and little padding;
   * a shared-prefix cache: the system prompt (and fixed few-shot turns) open every prompt, so
-    their key/value cache is computed once and copied into each batch instead of re-running
-    hundreds of prompt tokens per record;
-  * a preallocated (static) key/value cache: with long shared prompts, decoding is bound by
-    memory traffic over the cache, and a growing cache re-copies all of it at every step
-    (1.5x slower on few-shot prompts here).
-Each batch is laid out as `[shared prefix | left padding | own suffix]`; the attention mask
-hides the padding and position ids follow the mask, so every row sees exactly the tokens it
-would see alone (batched and one-at-a-time outputs are compared in tests and the bench).
+    their keys/values are computed once instead of re-running hundreds of prompt tokens per record;
+  * shared-prefix ("cascade") attention while decoding: each row's cache holds only its own
+    tokens, and every decode step scores the batch's queries against the one copy of the prefix
+    in a single matrix product. A per-row copy of the prefix would make each step read batch x
+    prefix keys and values, which is what bounds decoding on CPU (about half of a step here).
+Each batch holds `[left padding | own suffix | generated]`; the attention mask hides the padding
+and position ids continue after the prefix, so every row sees exactly the tokens it would see
+alone (batched and one-at-a-time outputs are compared in tests and the bench).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from typing import Sequence
@@ -72,11 +73,10 @@ def _model_device(model) -> torch.device:
 
 
 class _PrefixBatcher:
-    """Builds `[prefix | pad | suffix]` batches and, when enabled, the prefix's cache."""
+    """The prompts' shared prefix (when long enough and enabled) and its key/value cache."""
 
     def __init__(self, model, token_lists: Sequence[Sequence[int]], pad_id: int, use_cache: bool):
         self.device = _model_device(model)
-        self.config = model.config
         self.pad_id = pad_id
         n = shared_prefix_length(token_lists) if use_cache else 0
         self.prefix = list(token_lists[0][:n]) if n >= MIN_PREFIX_TOKENS else []
@@ -86,30 +86,83 @@ class _PrefixBatcher:
             self.cache = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True,
                                logits_to_keep=1).cache
 
-    def batch(self, rows: Sequence[Sequence[int]], static_tokens: int | None = None):
-        """(input_ids, attention_mask, cache) for `rows` (full prompt token lists).
-
-        With `static_tokens` (tokens to be generated), the cache is a preallocated StaticCache
-        sized for the whole batch, holding the prefix when there is one; otherwise it is a
-        growing DynamicCache (the prefix's, repeated per row) or None without a prefix.
-        """
-        from transformers import StaticCache
-
+    def batch(self, rows: Sequence[Sequence[int]]):
+        """(input_ids, attention_mask, cache) for `rows` (full prompt token lists) laid out as
+        `[prefix | left padding | own suffix]`, the prefix's cache repeated per row (or None)."""
         p = len(self.prefix)
         suffixes = [list(r[p:]) for r in rows]
         width = max(len(s) for s in suffixes)
         ids = [self.prefix + [self.pad_id] * (width - len(s)) + s for s in suffixes]
         mask = [[1] * p + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
         cache = None
-        if static_tokens is not None:
-            cache = StaticCache(config=self.config, max_cache_len=p + width + static_tokens)
-            for layer_idx, layer in enumerate(self.cache.layers if self.cache is not None else []):
-                size = (len(rows), -1, -1, -1)
-                cache.update(layer.keys.expand(size), layer.values.expand(size), layer_idx)
-        elif self.cache is not None:
+        if self.cache is not None:
             cache = copy.deepcopy(self.cache)
             cache.batch_repeat_interleave(len(rows))
         return (torch.tensor(ids, device=self.device), torch.tensor(mask, device=self.device), cache)
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Per layer, the prefix's (keys transposed [kv_heads, head_dim, P], values [kv_heads, P,
+        head_dim]), laid out for shared_prefix_attention's matrix products; None without a prefix."""
+        if self.cache is None:
+            return None
+        return [(layer.keys[0].transpose(-1, -2).contiguous(), layer.values[0].contiguous())
+                for layer in self.cache.layers]
+
+
+def shared_prefix_attention(module, query, key, value, attention_mask, dropout: float = 0.0,
+                            scaling: float | None = None, prefix=None, **kwargs):
+    """Attention over `[shared prefix | the row's own cache]` without a per-row copy of the prefix.
+
+    `prefix` is _PrefixBatcher.layers() (None: plain SDPA on the row's own keys). `key`/`value`
+    hold only the rows' own tokens; `attention_mask` is a boolean [batch, 1, q, own keys] mask
+    (True: attend); every query sees the whole prefix. Prompt encoding (q > 1, compute-bound)
+    runs SDPA on the prefix copied in front of the own keys; decoding (q = 1, bound by reading
+    the cache) scores the whole batch against the one prefix copy in one product per kv head and
+    takes a single softmax over prefix and own scores, which is exact attention over both.
+    """
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if prefix is None or query.shape[2] > 1:
+        if prefix is not None:
+            keys_t, values = prefix[module.layer_idx]
+            size = (key.shape[0], -1, -1, -1)
+            key = torch.cat([keys_t.transpose(-1, -2)[None].expand(size), key], dim=2)
+            value = torch.cat([values[None].expand(size), value], dim=2)
+            seen = attention_mask.new_ones(*attention_mask.shape[:3], values.shape[1])
+            attention_mask = torch.cat([seen, attention_mask], dim=-1)
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    keys_t, values = prefix[module.layer_idx]
+    batch, heads, _, dim = query.shape
+    kv_heads, p = values.shape[0], values.shape[1]
+    group = heads // kv_heads  # query head h reads kv head h // group (repeat_kv's order)
+    q = query.reshape(batch, kv_heads, group, dim) * (scaling if scaling is not None else dim ** -0.5)
+    scores_prefix = torch.matmul(q.transpose(0, 1).reshape(kv_heads, batch * group, dim), keys_t)
+    scores_prefix = scores_prefix.view(kv_heads, batch, group, p).transpose(0, 1)
+    scores_own = torch.matmul(q, key.transpose(-1, -2)).masked_fill(~attention_mask, torch.finfo(query.dtype).min)
+    probs = torch.softmax(torch.cat([scores_prefix, scores_own], dim=-1).float(), dim=-1).to(query.dtype)
+    out = torch.matmul(probs[..., p:], value)
+    out_prefix = torch.matmul(probs[..., :p].transpose(0, 1).reshape(kv_heads, batch * group, p), values)
+    out = out + out_prefix.view(kv_heads, batch, group, dim).transpose(0, 1)
+    return out.reshape(batch, 1, heads, dim), None
+
+
+SHARED_PREFIX_ATTENTION = "tuneproof_shared_prefix"
+
+
+@contextlib.contextmanager
+def _attention_implementation(model, name: str):
+    """Run `model` with attention implementation `name`, restoring its own afterwards."""
+    from transformers import AttentionInterface
+
+    AttentionInterface.register(SHARED_PREFIX_ATTENTION, shared_prefix_attention)
+    config = model.config
+    before = config._attn_implementation
+    config._attn_implementation = name
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
@@ -123,30 +176,67 @@ def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + size] for i in range(0, len(order), size)]
 
 
+def _greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]], max_new_tokens: int,
+                  stops: Sequence[int]) -> list[list[int]]:
+    """Greedy continuations of `rows` (full prompt token lists starting with the prefix), each
+    cut before its first stop token. Stops early once every row has stopped."""
+    from transformers import StaticCache
+
+    device, p = batcher.device, len(batcher.prefix)
+    suffixes = [list(r[p:]) for r in rows]
+    width = max(len(s) for s in suffixes)
+    ids = torch.tensor([[batcher.pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+    # keys a row may attend to among its own cache slots: its suffix now, each new token as it comes
+    keys_seen = torch.zeros(len(rows), width + max_new_tokens, dtype=torch.bool, device=device)
+    keys_seen[:, :width] = torch.tensor([[False] * (width - len(s)) + [True] * len(s) for s in suffixes])
+    positions = p + (keys_seen[:, :width].long().cumsum(-1) - 1).clamp(min=0)
+    # causal over the own slots; the diagonal stays open so a padding position attends to itself
+    # (a fully masked row gives NaN, which would leak through the softmax's zero weights)
+    causal = torch.ones(width, width + max_new_tokens, dtype=torch.bool, device=device).tril()
+    diagonal = torch.eye(width, width + max_new_tokens, dtype=torch.bool, device=device)
+    cache = StaticCache(config=model.config, max_cache_len=width + max_new_tokens)
+    layers = batcher.layers()
+    logits = model(input_ids=ids, attention_mask=(causal[None, None] & keys_seen[:, None, None]) | diagonal,
+                   position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1, prefix=layers).logits
+    position = positions[:, -1:]
+    stop_ids = torch.tensor(list(stops), device=device)
+    stopped = torch.zeros(len(rows), dtype=torch.bool, device=device)
+    tokens = []
+    for step in range(max_new_tokens):
+        token = logits[:, -1].argmax(-1)
+        tokens.append(token)
+        stopped |= torch.isin(token, stop_ids)
+        if step == max_new_tokens - 1 or bool(stopped.all()):
+            break
+        keys_seen[:, width + step] = True
+        position = position + 1
+        logits = model(input_ids=token[:, None], attention_mask=keys_seen[:, None, None], position_ids=position,
+                       cache=cache, use_cache=True, prefix=layers).logits
+    out = []
+    for row in torch.stack(tokens, dim=1).tolist():
+        end = next((j for j, tok in enumerate(row) if tok in stops), len(row))
+        out.append(row[:end])
+    return out
+
+
 @torch.inference_mode()
 def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batch_size: int,
              prefix_cache: bool = True, desc: str = "generate") -> list[str]:
     """Greedy completions of rendered `prompts` (same order), each cut at the first end-of-turn
     token and decoded without special tokens."""
-    from transformers import GenerationConfig
-
     if not prompts:
         return []
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
-    # disable_compile: a static cache would trigger torch.compile on CUDA, recompiling per batch shape.
-    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                              eos_token_id=stops, pad_token_id=pad_id, disable_compile=True)
     token_lists = _tokenize(tokenizer, prompts)
     batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache)
     outputs: list[str] = [""] * len(prompts)
     batches = _length_batches([len(t) for t in token_lists], batch_size)
-    for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
-        ids, mask, cache = batcher.batch([token_lists[i] for i in batch], static_tokens=max_new_tokens)
-        out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config, cache=cache)
-        for row, i in zip(out[:, ids.shape[1]:].tolist(), batch):
-            end = next((j for j, tok in enumerate(row) if tok in stops), len(row))
-            outputs[i] = tokenizer.decode(row[:end], skip_special_tokens=True)
+    with _attention_implementation(model, SHARED_PREFIX_ATTENTION):
+        for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
+            rows = _greedy_batch(model, batcher, [token_lists[i] for i in batch], max_new_tokens, stops)
+            for row, i in zip(rows, batch):
+                outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     return outputs
 
 
