@@ -1,6 +1,6 @@
 """Training throughput of the `train` stage's recipe vs plain SFTTrainer defaults, side by side.
 
-    python bench/train.py                      # ~3 min on 2 CPU cores; needs models/base and data/split
+    python bench/train.py                      # ~2.5 min on 2 CPU cores; needs models/base and data/split
     python bench/train.py --steps 8 --batch-size 8
 
 Same model (models/base), same records, same prompts (params.yaml prompt.system), same LoRA,
@@ -10,13 +10,9 @@ learning rate and schedule; what differs is how the step is run:
   * recipe   - stages.train.build_trainer with params.yaml's `train` section: length-grouped
                batches, no activation checkpointing, and the shared-prefix cache
                (the system prompt encoded once per batch instead of once per row);
-  * recipe/random/exact - the recipe with the plain run's random batch order and evaluation
-               batches, and gradients through the shared prefix (train.prefix_gradient: true):
+  * recipe/random - the recipe with the plain run's random batch order and evaluation batches:
                its losses must equal plain's (the recipe changes speed, not the maths), while
-               `recipe` shows the loss of the length-grouped order (different batches: noise);
-  * recipe/random - only when params.yaml sets train.prefix_gradient: false (the demo does):
-               the same batches as recipe/random/exact without the prefix's gradient path, so
-               the loss cost of that approximation is read beside the exact one.
+               `recipe` shows the loss of the length-grouped order (different batches: noise).
 Tokens/s counts every non-padding token of every trained sequence (prompt + completion), the
 same definition for all. Loss: the mean completion-token loss on the same validation records
 after the last step (each trainer's own evaluation path), and the mean of the last logged
@@ -90,12 +86,12 @@ def run_plain(base: str, records, val, system, recipe, steps: int, batch: int, o
 
 
 def run_recipe(base: str, records, val, system, recipe, steps: int, batch: int, out: Path,
-               name: str = "recipe", plain_order: bool = False, **overrides) -> dict:
+               name: str = "recipe") -> dict:
     from stages.train import build_trainer
 
     params = dataclasses.replace(recipe, max_steps=steps, batch_size=batch, eval_steps=steps, logging_steps=1,
-                                 early_stopping_patience=None, checkpoints=str(out / "checkpoints"), **overrides)
-    if plain_order:  # the plain run's batches and evaluation: isolates the loss from data order
+                                 early_stopping_patience=None, checkpoints=str(out / "checkpoints"))
+    if name == "recipe/random":  # the plain run's batches and evaluation: isolates the loss from data order
         params = dataclasses.replace(params, group_by_length=False, eval_batch_size=batch)
     timer = step_timer()
     trainer = build_trainer(params, system, base, records, val, params.checkpoints, out / "curves", [timer])
@@ -130,14 +126,11 @@ def main() -> None:
         results.append(run_plain(args.base, records, val, system, recipe, args.steps, args.batch_size, Path(tmp) / "a"))
         results.append(run_recipe(args.base, records, val, system, recipe, args.steps, args.batch_size, Path(tmp) / "c"))
         results.append(run_recipe(args.base, records, val, system, recipe, args.steps, args.batch_size, Path(tmp) / "d",
-                                  name="recipe/random/exact", plain_order=True, prefix_gradient=True))
-        if not recipe.prefix_gradient:
-            results.append(run_recipe(args.base, records, val, system, recipe, args.steps, args.batch_size,
-                                      Path(tmp) / "e", name="recipe/random", plain_order=True))
+                                  name="recipe/random"))
     base_tps = results[0]["tokens_per_s"]
-    print(f"\n{'configuration':20s} {'tokens/s':>9s} {'ratio':>6s} {'train loss':>11s} {'val loss':>9s}")
+    print(f"\n{'configuration':14s} {'tokens/s':>9s} {'ratio':>6s} {'train loss':>11s} {'val loss':>9s}")
     for r in results:
-        print(f"{r['name']:20s} {r['tokens_per_s']:9.1f} {r['tokens_per_s'] / base_tps:5.2f}x "
+        print(f"{r['name']:14s} {r['tokens_per_s']:9.1f} {r['tokens_per_s'] / base_tps:5.2f}x "
               f"{r['train_loss']:11.4f} {r['val_loss']:9.4f}")
 
 

@@ -92,7 +92,6 @@ class TrainParams:
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
     group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
-    prefix_gradient: bool = True                 # backpropagate through that shared opening (false: it runs without gradients, an approximation)
     val_records: int | None = 16                 # validation records for the loss (a seeded sample); null = all
     eval_steps: int = 20                         # optimizer steps between validation losses (and checkpoints)
     logging_steps: int = 3                       # optimizer steps between train-loss points
@@ -399,7 +398,7 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
     trainer = SharedPrefixSFTTrainer(
         model=model, args=sft_config(params, checkpoints, device), train_dataset=train_ds, eval_dataset=val_ds,
         processing_class=tokenizer, peft_config=lora_config(params, model),
-        callbacks=extra, shared_prefix=prefix, prefix_gradient=params.prefix_gradient)
+        callbacks=extra, shared_prefix=prefix)
     if params.method == "qlora" and select_dtype(device) == torch.float32:
         # TRL casts QLoRA adapters to bf16 (the paper's recipe for CUDA); on CPU that is slow and
         # mismatches the fp32 compute dtype, so keep them fp32 (the optimizer is created in train()).

@@ -1,17 +1,12 @@
 """TRL's SFTTrainer with the prompts' shared opening computed once per batch.
 
-Every training prompt opens with the same tokens (chat template + system prompt: ~450 of the
-demo's ~555 tokens per example). Run as-is, each row re-encodes them, so most of a CPU step is
+Every training prompt opens with the same tokens (chat template + system prompt: ~440 of the
+demo's ~540 tokens per example). Run as-is, each row re-encodes them, so most of a CPU step is
 spent on text that is identical in every row. Here the shared prefix runs once per batch (batch
 size 1, with gradients, because LoRA changes its keys and values), its key/value cache is
 repeated over the batch, and the rows run only their own suffix on top of it. The forward pass
 and the gradients are the same as the plain path's (tests compare them); the cost per step
 drops from B x (prefix + suffix) to prefix + B x suffix tokens.
-
-With `prefix_gradient=False` the prefix runs without gradients: the same forward pass and loss,
-and LoRA still shapes the prefix's keys and values when serving, but training no longer learns
-through them. It is an approximation, ~25% cheaper per CPU step on the demo (its backward pass
-is skipped); bench/train.py reports its loss beside the exact path's.
 
 Requires right-padded batches whose rows all start with the prefix (the prefix must end inside
 every prompt, so the first suffix position is a prompt token with label -100), and no gradient
@@ -20,7 +15,6 @@ checkpointing (recomputing a layer would append to the cache twice).
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import torch
@@ -39,24 +33,22 @@ def common_prompt_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:
 class SharedPrefixSFTTrainer(SFTTrainer):
     """SFTTrainer that encodes `shared_prefix` once per batch (see module docstring)."""
 
-    def __init__(self, *args, shared_prefix: Sequence[int] = (), prefix_gradient: bool = True, **kwargs):
+    def __init__(self, *args, shared_prefix: Sequence[int] = (), **kwargs):
         super().__init__(*args, **kwargs)
         if shared_prefix and self.args.activation_checkpointing:
             raise ValueError("a shared prefix cache cannot be combined with activation checkpointing")
         self.shared_prefix = torch.tensor(list(shared_prefix), dtype=torch.long)
-        self.prefix_gradient = prefix_gradient
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         p = len(self.shared_prefix)
         # return_outputs would run the model a second time on the cache the first pass extended
         if p and "attention_mask" in inputs and not return_outputs:
-            ids, labels = inputs["input_ids"], inputs["labels"]
+            ids = inputs["input_ids"]
             if not torch.equal(ids[:, :p].cpu(), self.shared_prefix.expand(len(ids), -1)):
                 raise ValueError("a batch row does not start with the shared prefix")
             # logits_to_keep=1: the prefix positions carry no labels, so skip their LM head
-            with contextlib.nullcontext() if self.prefix_gradient else torch.no_grad():
-                cache = model(input_ids=ids[:1, :p], use_cache=True, logits_to_keep=1).cache
+            cache = model(input_ids=ids[:1, :p], use_cache=True, logits_to_keep=1).cache
             cache.batch_repeat_interleave(len(ids))
             # Position ids follow from the cache length; the attention mask keeps its full width.
-            inputs = {**inputs, "input_ids": ids[:, p:], "labels": labels[:, p:], "cache": cache}
+            inputs = {**inputs, "input_ids": ids[:, p:], "labels": inputs["labels"][:, p:], "cache": cache}
         return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
