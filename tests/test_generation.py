@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tuneproof.generation import (generate, label_log_likelihoods, rank_classify, shared_prefix_length,
-                                  stop_token_ids)
+                                  stop_token_ids, supports_shared_prefix_attention)
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.prompting import completion_target, format_prompt
 
@@ -82,6 +82,31 @@ def test_generation_stops_at_the_models_end_of_turn_token(tiny, monkeypatch):
     stopped = generate(model, tokenizer, [prompt], max_new_tokens=10, batch_size=1)
     assert stopped == [tokenizer.decode(new[:cut], skip_special_tokens=True)]
     assert stopped != [tokenizer.decode(new, skip_special_tokens=True)]
+
+
+def test_softcapped_model_is_decoded_by_the_library_and_matches_greedy(tiny):
+    """Gemma 2 soft-caps attention scores, which shared_prefix_attention does not: such a model is
+    decoded by transformers' generate() instead, with the same greedy outputs."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM, LlamaConfig, LlamaForCausalLM
+
+    _, tokenizer = tiny
+    small = dict(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=4, num_key_value_heads=2, head_dim=8, pad_token_id=tokenizer.pad_token_id,
+                 eos_token_id=tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    gemma = Gemma2ForCausalLM(Gemma2Config(**small, attn_logit_softcapping=50.0, attn_implementation="eager")).eval()
+    assert not supports_shared_prefix_attention(gemma, 100)
+    assert supports_shared_prefix_attention(LlamaForCausalLM(LlamaConfig(**small)), 100)
+    windowed = LlamaForCausalLM(LlamaConfig(**small))
+    windowed.config.sliding_window = 64  # a window shorter than the sequence changes attention
+    assert supports_shared_prefix_attention(windowed, 64) and not supports_shared_prefix_attention(windowed, 65)
+    with torch.no_grad():
+        for param in gemma.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape) * 0.5)
+    prompts = prompts_for(tokenizer)[:3]
+    expected = [tokenizer.decode(greedy_ids(gemma, tokenizer, p, 5), skip_special_tokens=True) for p in prompts]
+    assert generate(gemma, tokenizer, prompts, max_new_tokens=5, batch_size=3) == expected
 
 
 def naive_log_likelihood(model, tokenizer, prompt: str, target: str) -> float:

@@ -134,7 +134,7 @@ def shared_prefix_attention(module, query, key, value, attention_mask, dropout: 
                                       scaling=scaling, **kwargs)
     keys_t, values = prefix[module.layer_idx]
     batch, heads, _, dim = query.shape
-    kv_heads, p = values.shape[0], values.shape[1]
+    kv_heads, p, value_dim = values.shape
     group = heads // kv_heads  # query head h reads kv head h // group (repeat_kv's order)
     q = query.reshape(batch, kv_heads, group, dim) * (scaling if scaling is not None else dim ** -0.5)
     scores_prefix = torch.matmul(q.transpose(0, 1).reshape(kv_heads, batch * group, dim), keys_t)
@@ -143,11 +143,23 @@ def shared_prefix_attention(module, query, key, value, attention_mask, dropout: 
     probs = torch.softmax(torch.cat([scores_prefix, scores_own], dim=-1).float(), dim=-1).to(query.dtype)
     out = torch.matmul(probs[..., p:], value)
     out_prefix = torch.matmul(probs[..., :p].transpose(0, 1).reshape(kv_heads, batch * group, p), values)
-    out = out + out_prefix.view(kv_heads, batch, group, dim).transpose(0, 1)
-    return out.reshape(batch, 1, heads, dim), None
+    out = out + out_prefix.view(kv_heads, batch, group, value_dim).transpose(0, 1)
+    return out.reshape(batch, 1, heads, value_dim), None
 
 
 SHARED_PREFIX_ATTENTION = "tuneproof_shared_prefix"
+
+
+def supports_shared_prefix_attention(model, longest: int) -> bool:
+    """Whether shared_prefix_attention computes this model's attention exactly for sequences of up
+    to `longest` tokens: plain softmax attention, no score soft-capping, no attention sinks, and
+    any sliding window at least as long as the sequence. Other models (Gemma 2/3, gpt-oss, ...)
+    are decoded by transformers' own generate(), without the prefix cache."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    window = getattr(config, "sliding_window", None)
+    return (getattr(config, "attn_logit_softcapping", None) is None
+            and (window is None or window >= longest)
+            and not any(hasattr(module, "sinks") for module in model.modules()))
 
 
 @contextlib.contextmanager
@@ -174,6 +186,10 @@ def _length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     n_batches = -(-len(order) // max(1, batch_size))
     size = -(-len(order) // n_batches) if n_batches else 1
     return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def _cut_at_stop(rows: list[list[int]], stops: Sequence[int]) -> list[list[int]]:
+    return [row[:next((j for j, tok in enumerate(row) if tok in stops), len(row))] for row in rows]
 
 
 def _greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]], max_new_tokens: int,
@@ -212,11 +228,21 @@ def _greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]],
         position = position + 1
         logits = model(input_ids=token[:, None], attention_mask=keys_seen[:, None, None], position_ids=position,
                        cache=cache, use_cache=True, prefix=layers).logits
-    out = []
-    for row in torch.stack(tokens, dim=1).tolist():
-        end = next((j for j, tok in enumerate(row) if tok in stops), len(row))
-        out.append(row[:end])
-    return out
+    return _cut_at_stop(torch.stack(tokens, dim=1).tolist(), stops)
+
+
+def _library_greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]], max_new_tokens: int,
+                          stops: Sequence[int]) -> list[list[int]]:
+    """transformers' generate() on left-padded `rows`, for models shared_prefix_attention cannot run."""
+    from transformers import GenerationConfig
+
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[batcher.pad_id] * (width - len(r)) + list(r) for r in rows], device=batcher.device)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=batcher.device)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=list(stops),
+                              pad_token_id=batcher.pad_id)
+    out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+    return _cut_at_stop(out[:, width:].tolist(), stops)
 
 
 @torch.inference_mode()
@@ -229,12 +255,14 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     stops = stop_token_ids(model, tokenizer)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     token_lists = _tokenize(tokenizer, prompts)
-    batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache)
+    own_loop = supports_shared_prefix_attention(model, max(len(t) for t in token_lists) + max_new_tokens)
+    batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache and own_loop)
+    decode_batch = _greedy_batch if own_loop else _library_greedy_batch
     outputs: list[str] = [""] * len(prompts)
     batches = _length_batches([len(t) for t in token_lists], batch_size)
-    with _attention_implementation(model, SHARED_PREFIX_ATTENTION):
+    with _attention_implementation(model, SHARED_PREFIX_ATTENTION) if own_loop else contextlib.nullcontext():
         for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
-            rows = _greedy_batch(model, batcher, [token_lists[i] for i in batch], max_new_tokens, stops)
+            rows = decode_batch(model, batcher, [token_lists[i] for i in batch], max_new_tokens, stops)
             for row, i in zip(rows, batch):
                 outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     return outputs
