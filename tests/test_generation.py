@@ -33,6 +33,17 @@ def prompts_for(tokenizer, texts=TEXTS, system=SYSTEM):
     return [format_prompt(tokenizer, {"messages": [{"role": "user", "content": t}]}, system) for t in texts]
 
 
+def test_generate_params_reject_non_positive_counts():
+    from tuneproof.generation import GenerateParams
+    from tuneproof.io import TuneproofError
+    from tuneproof.params import from_dict
+
+    assert from_dict(GenerateParams, {"max_new_tokens": 1, "batch_size": 1}, "generate").max_new_tokens == 1
+    for key in ("max_new_tokens", "batch_size"):
+        with pytest.raises(TuneproofError, match=f"generate.{key}: 0 is not a positive count"):
+            from_dict(GenerateParams, {key: 0}, "generate")
+
+
 def test_shared_prefix_length_leaves_a_suffix():
     assert shared_prefix_length([[1, 2, 3], [1, 2, 4, 5]]) == 2
     assert shared_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shorter keeps one token

@@ -26,6 +26,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from tuneproof.io import TuneproofError
 from tuneproof.prompting import completion_target
 
 # Below this many shared tokens a prefix cache saves less than copying it costs.
@@ -39,6 +40,11 @@ class GenerateParams:
     max_new_tokens: int = 64    # generation stops here or at the end-of-turn token; demo answers are <= ~45 tokens
     batch_size: int = 16        # prompts decoded together (CPU: ~16 keeps one decode step near its batch-1 cost)
     prefix_cache: bool = True   # compute the prompts' shared opening (system prompt, fixed shots) once
+
+    def __post_init__(self):
+        for key in ("max_new_tokens", "batch_size"):
+            if getattr(self, key) < 1:
+                raise TuneproofError(f"generate.{key}: {getattr(self, key)} is not a positive count; use 1 or more")
 
 
 def stop_token_ids(model, tokenizer) -> list[int]:
