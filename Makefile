@@ -27,7 +27,7 @@ repro: $(STAMP)
 	@git rev-parse HEAD >/dev/null 2>&1 || (git add -A && git -c user.name=tuneproof -c user.email=tuneproof@localhost commit -qm "initial commit")
 	@[ -d .dvc ] || $(DVC) init -q
 	$(DVC) repro
-	@head -n 3 reports/report.md
+	@sed '/^\*\*Next steps/,$$d' reports/report.md  # the verdict and its reasons
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

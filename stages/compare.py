@@ -17,6 +17,11 @@ Checks (each PASS / FAIL / WARN with its evidence):
   * forgetting     - probe: general-text loss increase, KL(base || tuned), instruction pass drop.
   * overfitting    - train-sample vs test gap on the primary metric (FAIL above the limit);
                      validation loss rising after the best step (WARN: early stopping kept the best).
+  * majority_label - tasks with a class label: the fine-tune's label accuracy must beat always
+                     answering the majority train label (paired bootstrap, CI lower bound > 0; not
+                     min_gain, which a perfect model could not clear on a 97%-majority task). A
+                     fine-tune collapsed onto the majority class beats weak prompting on the
+                     accuracy of an imbalanced task while having learnt nothing.
 Triage signals (seed step 1: is fine-tuning the right tool?):
   * prompting_suffices - the best prompted strategy already meets compare.target, or the
                          fine-tune is not clearly better than it.
@@ -26,14 +31,15 @@ Triage signals (seed step 1: is fine-tuning the right tool?):
                          fine-tune fails more on novel answers than on familiar ones.
   * format_not_content - for JSON tasks: validity/style improved but field correctness did not.
 Verdict: leakage FAIL -> DON'T SHIP; prompted meets target -> PROMPT SUFFICES; no clear win ->
-USE RAG when the knowledge-gap signal holds, else PROMPT SUFFICES; a clear win with forgetting or
-overfitting FAIL -> DON'T SHIP; else SHIP.
+USE RAG when the knowledge-gap signal holds, else PROMPT SUFFICES; a clear win with forgetting,
+overfitting or majority_label FAIL -> DON'T SHIP; else SHIP.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -195,6 +201,25 @@ def overfitting(train_metrics: dict | None, evaluate: dict, metric: str, params:
     return check("overfitting", status, "; ".join(parts), gap=gap, val_rise=rise)
 
 
+def majority_label(finetune: list[dict], trivial: dict, params: CompareParams) -> dict:
+    """Does the fine-tune's label beat always answering the majority train label (CI lower bound > 0)?"""
+    majority = trivial.get("majority_label")
+    rows = [r for r in finetune if "label" in r]
+    if majority is None or not rows:
+        return check("majority_label", NA, "the task has no class label (task.label_field: null)")
+    right = np.array([str(r["predicted_label"]) == str(r["label"]) for r in rows], float)
+    constant = np.array([str(r["label"]) == majority for r in rows], float)
+    boot = paired_bootstrap(right, constant, params.bootstrap_resamples, params.seed, params.confidence)
+    top, count = Counter(str(r["predicted_label"]) for r in rows).most_common(1)[0]
+    wins = boot.ci_low > 0
+    evidence = (f"label accuracy: fine-tune {right.mean():.3f} vs always '{majority}' {constant.mean():.3f}, "
+                f"gain {boot.mean_diff:+.3f}, {100 * params.confidence:.0f}% CI [{boot.ci_low:+.3f}, {boot.ci_high:+.3f}]; "
+                f"its most frequent answer, '{top}', is {count / len(rows):.0%} of the test set"
+                + ("" if wins else f"; no better than answering '{majority}' every time"))
+    return check("majority_label", PASS if wins else FAIL, evidence, gain=boot.mean_diff, ci_low=boot.ci_low,
+                 ci_high=boot.ci_high, most_frequent=top, most_frequent_share=count / len(rows))
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in normalise(text).split() if w not in STOPWORDS and (len(w) > 2 or w.isdigit())}
 
@@ -268,6 +293,9 @@ NEXT_STEPS = {
              "context; fine-tuning teaches format and style, not new facts. Fine-tune afterwards only for the format.",
     "forgetting": "Mix general instruction data into training (replay, 10-30%), prefer LoRA over full fine-tuning, "
                   "lower the rank or learning rate; then re-check the probe.",
+    "majority_label": "Balance the training labels (oversample the minority classes or cap the majority one) and check "
+                      "the minority labels are right; an accuracy on an imbalanced test set hides a constant answer, "
+                      "so read macro_f1 beside it.",
     "overfitting": "Add more varied training examples (coverage of phrasings and labels) and fix inconsistent labels "
                    "before training longer; early stopping already keeps the best step.",
     SHIP: "Ship the adapter with the model card; keep the test set frozen and re-run this pipeline on new data.",
@@ -294,6 +322,7 @@ def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: di
         "leakage": leakage(audit, test, train, train_sha_seen, train_sha_now, params.leakage),
         "forgetting": forgetting(probe, params.forgetting),
         "overfitting": overfitting(train_metrics, evaluate_metrics, metric, params.overfitting),
+        "majority_label": majority_label(finetune_rows, baseline_metrics.get("trivial") or {}, params),
     }
     signals = triage(baseline_metrics["best"], checks["significance"], strategies, evaluate_metrics["finetune"],
                      finetune_rows, answer_novelty(test, train), metric, params)
@@ -342,7 +371,7 @@ def main(params_file: str = "params.yaml") -> None:
         score.primary, params)
     write_outputs(evidence, compare_metrics(evidence), paths, task, baseline_rows, baseline_metrics,
                   train_info, evaluate_metrics, finetune_rows)
-    print(f"verdict: {evidence['verdict']} - " + " ".join(evidence["reasons"]))
+    print(f"verdict: {evidence['verdict']} - " + "; ".join(evidence["reasons"]))
 
 
 if __name__ == "__main__":

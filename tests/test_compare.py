@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections import Counter
 
 import pytest
 
@@ -41,10 +42,22 @@ def facts_task(n: int, offset: int, rng: random.Random) -> list[dict]:
     return rows
 
 
+def label(record: dict) -> str | None:
+    """The intent of a format_task record (its class label); None for facts_task."""
+    try:
+        return json.loads(record["completion"])["intent"]
+    except ValueError:
+        return None
+
+
 def scored(test: list[dict], accuracy: float, rng: random.Random, metric: str = "task_success") -> list[dict]:
     correct = set(rng.sample(range(len(test)), round(accuracy * len(test))))
-    return [{"id": r["id"], "prediction": r["completion"] if i in correct else "?", "reference": r["completion"],
+    rows = [{"id": r["id"], "prediction": r["completion"] if i in correct else "?", "reference": r["completion"],
              "scores": {metric: float(i in correct)}} for i, r in enumerate(test)]
+    for i, (row, r) in enumerate(zip(rows, test)):
+        if label(r) is not None:  # like the scorer with task.label_field set: true and predicted label
+            row["label"], row["predicted_label"] = label(r), label(r) if i in correct else "<none>"
+    return rows
 
 
 def metrics_of(rows: list[dict]) -> dict:
@@ -63,6 +76,9 @@ def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, lea
     best = max(baseline_metrics, key=lambda n: baseline_metrics[n]["task_success"])
     baseline_metrics["best"] = {"strategy": best, **baseline_metrics[best]}
     baseline_metrics["trivial"] = {"n_test": len(test), "completion_seen_in_train": 0.0}  # not a strategy
+    if label(train[0]) is not None:
+        counts = Counter(label(r) for r in train)
+        baseline_metrics["trivial"]["majority_label"] = max(counts, key=counts.get)
     finetune_rows = scored(test, ft_acc, rng)
     evaluate_metrics = {"finetune": metrics_of(finetune_rows),
                         "train_sample": {"task_success": min(1.0, ft_acc + 0.03)}}
@@ -117,6 +133,40 @@ def test_forgetting_blocks_an_otherwise_winning_fine_tune():
     assert evidence["checks"]["forgetting"]["status"] == "FAIL"
     assert evidence["verdict"] == DONT_SHIP
     assert any("replay" in step for step in evidence["next_steps"])
+
+
+def test_finetune_collapsed_onto_the_majority_label_is_not_shipped():
+    """sms_spam, measured: a LoRA that answered 'ham' to all 295 test messages scored accuracy
+    0.878 against few-shot prompting's 0.454. That is exactly always-'ham', so it must not ship."""
+    rng = random.Random(0)
+    labels = ["ham"] * 88 + ["spam"] * 12
+    test = [record(i, f"sms {i}", lab) for i, lab in enumerate(labels)]
+    train = [record(1000 + i, f"sms {1000 + i}", lab) for i, lab in enumerate(labels * 3)]
+    def rows(predict):
+        return [{"id": r["id"], "prediction": p, "reference": r["completion"], "label": r["completion"],
+                 "predicted_label": p, "scores": {"accuracy": float(p == r["completion"])}}
+                for r, p in zip(test, map(predict, test))]
+    prompted = rows(lambda r: r["completion"] if rng.random() < 0.45 else ("spam" if r["completion"] == "ham" else "ham"))
+    metrics = {"few_shot": {"accuracy": sum(r["scores"]["accuracy"] for r in prompted) / len(prompted)}}
+    metrics["best"] = {"strategy": "few_shot", **metrics["few_shot"]}
+    metrics["trivial"] = {"n_test": len(test), "majority_label": "ham", "majority_accuracy": 0.88}
+    def verdict(finetune):
+        evaluate = {"finetune": {"accuracy": sum(r["scores"]["accuracy"] for r in finetune) / len(finetune)},
+                    "train_sample": {"accuracy": 0.9}}
+        probe = {"base": {"text_loss": 3.0, "instruction_pass": 0.5},
+                 "finetune": {"text_loss": 3.05, "instruction_pass": 0.5}, "kl_base_finetune": 0.05}
+        return evaluate_evidence({"few_shot": prompted}, metrics, finetune, evaluate, None, probe,
+                                 {"pass": True, "prompt": {"max": 0.4}}, test, train, "sha", "sha", "accuracy",
+                                 CompareParams())
+    collapsed = verdict(rows(lambda r: "ham"))
+    assert collapsed["checks"]["significance"]["status"] == "PASS"  # 0.88 vs ~0.45: a "clear win" on accuracy
+    check = collapsed["checks"]["majority_label"]
+    assert check["status"] == "FAIL" and check["most_frequent"] == "ham" and check["most_frequent_share"] == 1.0
+    assert collapsed["verdict"] == DONT_SHIP
+    assert any("Balance the training labels" in step for step in collapsed["next_steps"])
+    # a fine-tune that also gets most spam right passes the same check
+    skilled = verdict(rows(lambda r: r["completion"] if r["id"] != "L000099" else "ham"))
+    assert skilled["checks"]["majority_label"]["status"] == "PASS" and skilled["verdict"] == SHIP
 
 
 def test_answer_copied_from_the_prompt_is_not_novel():

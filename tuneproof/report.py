@@ -92,11 +92,14 @@ def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[di
     base = train_info.get("base_model", {})
     config = yaml.safe_dump(train_info.get("params", {}), sort_keys=True).strip()
     method = train_info.get("method", "n/a")
+    reasons = "\n".join(f"- {reason}" for reason in evidence["reasons"])
+    next_steps = "\n".join(f"- {step}" for step in evidence["next_steps"])
     return f"""# tuneproof verdict: {evidence['verdict']}
 
-{' '.join(evidence['reasons'])}
+{reasons}
 
-**Next steps:** {' '.join(evidence['next_steps'])}
+**Next steps:**
+{next_steps}
 
 Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `{evidence['best_strategy']}`.
 
@@ -159,7 +162,7 @@ def render_model_card(evidence: dict, paths: Paths, evaluate_metrics: dict, trai
 
 A `{train_info.get('method', '?')}` fine-tune of `{base.get('source', '?')}` produced by tuneproof.
 
-**tuneproof verdict: {evidence['verdict']}.** {' '.join(evidence['reasons'])}
+**tuneproof verdict: {evidence['verdict']}.** {'; '.join(evidence['reasons'])}
 
 ## Evaluation
 
