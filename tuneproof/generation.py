@@ -38,7 +38,7 @@ class GenerateParams:
     """params.yaml `generate:` — how every system (baseline and fine-tune) is decoded."""
 
     max_new_tokens: int = 64    # generation stops here or at the end-of-turn token; demo answers are <= ~45 tokens
-    batch_size: int = 16        # prompts decoded together (CPU: ~16 keeps one decode step near its batch-1 cost)
+    batch_size: int = 16        # prompts decoded together (the weights are read once per step for the whole batch)
     prefix_cache: bool = True   # compute the prompts' shared opening (system prompt, fixed shots) once
 
     def __post_init__(self):
