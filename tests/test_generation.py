@@ -20,13 +20,17 @@ TEXTS = ["hi", "win a free prize now, call 0800 to claim your cash reward today"
 def tiny(tiny_model_dir):
     """The tiny model with its matrices re-drawn at a larger scale: at the default init its
     logits are nearly flat and greedy decoding repeats one token, which would compare nothing."""
-    model = load_model(tiny_model_dir, device=torch.device("cpu"))
+    return sharpened(load_model(tiny_model_dir, device=torch.device("cpu"))), load_tokenizer(tiny_model_dir)
+
+
+def sharpened(model):
+    """`model` with its matrices re-drawn at scale 0.5 (seeded), so greedy outputs differ by prompt."""
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for param in model.parameters():
             if param.dim() == 2:
                 param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
-    return model, load_tokenizer(tiny_model_dir)
+    return model
 
 
 def prompts_for(tokenizer, texts=TEXTS, system=SYSTEM):
@@ -111,10 +115,7 @@ def test_softcapped_model_is_decoded_by_the_library_and_matches_greedy(tiny):
     windowed = LlamaForCausalLM(LlamaConfig(**small))
     windowed.config.sliding_window = 64  # a window shorter than the sequence changes attention
     assert supports_shared_prefix_attention(windowed, 64) and not supports_shared_prefix_attention(windowed, 65)
-    with torch.no_grad():
-        for param in gemma.parameters():
-            if param.dim() == 2:
-                param.copy_(torch.randn(param.shape) * 0.5)
+    sharpened(gemma)
     prompts = prompts_for(tokenizer)[:3]
     expected = [tokenizer.decode(greedy_ids(gemma, tokenizer, p, 5), skip_special_tokens=True) for p in prompts]
     assert generate(gemma, tokenizer, prompts, max_new_tokens=5, batch_size=3) == expected

@@ -78,6 +78,13 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
+def _left_padded(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[list[list[int]], list[list[int]]]:
+    """(ids, mask) of `rows` left-padded to the longest: generation continues every row at the end."""
+    width = max(len(r) for r in rows)
+    return ([[pad_id] * (width - len(r)) + list(r) for r in rows],
+            [[0] * (width - len(r)) + [1] * len(r) for r in rows])
+
+
 class _PrefixBatcher:
     """The prompts' shared prefix (when long enough and enabled) and its key/value cache."""
 
@@ -96,10 +103,9 @@ class _PrefixBatcher:
         """(input_ids, attention_mask, cache) for `rows` (full prompt token lists) laid out as
         `[prefix | left padding | own suffix]`, the prefix's cache repeated per row (or None)."""
         p = len(self.prefix)
-        suffixes = [list(r[p:]) for r in rows]
-        width = max(len(s) for s in suffixes)
-        ids = [self.prefix + [self.pad_id] * (width - len(s)) + s for s in suffixes]
-        mask = [[1] * p + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+        own_ids, own_mask = _left_padded([r[p:] for r in rows], self.pad_id)
+        ids = [self.prefix + r for r in own_ids]
+        mask = [[1] * p + m for m in own_mask]
         cache = None
         if self.cache is not None:
             cache = copy.deepcopy(self.cache)
@@ -205,12 +211,11 @@ def _greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]],
     from transformers import StaticCache
 
     device, p = batcher.device, len(batcher.prefix)
-    suffixes = [list(r[p:]) for r in rows]
-    width = max(len(s) for s in suffixes)
-    ids = torch.tensor([[batcher.pad_id] * (width - len(s)) + s for s in suffixes], device=device)
+    own_ids, own_mask = _left_padded([r[p:] for r in rows], batcher.pad_id)
+    ids, width = torch.tensor(own_ids, device=device), len(own_ids[0])
     # keys a row may attend to among its own cache slots: its suffix now, each new token as it comes
     keys_seen = torch.zeros(len(rows), width + max_new_tokens, dtype=torch.bool, device=device)
-    keys_seen[:, :width] = torch.tensor([[False] * (width - len(s)) + [True] * len(s) for s in suffixes])
+    keys_seen[:, :width] = torch.tensor(own_mask, dtype=torch.bool)
     positions = p + (keys_seen[:, :width].long().cumsum(-1) - 1).clamp(min=0)
     # causal over the own slots; the diagonal stays open so a padding position attends to itself
     # (a fully masked row gives NaN, which would leak through the softmax's zero weights)
@@ -242,9 +247,10 @@ def _library_greedy_batch(model, batcher: _PrefixBatcher, rows: Sequence[Sequenc
     """transformers' generate() on left-padded `rows`, for models shared_prefix_attention cannot run."""
     from transformers import GenerationConfig
 
-    width = max(len(r) for r in rows)
-    ids = torch.tensor([[batcher.pad_id] * (width - len(r)) + list(r) for r in rows], device=batcher.device)
-    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=batcher.device)
+    padded_ids, padded_mask = _left_padded(rows, batcher.pad_id)
+    ids = torch.tensor(padded_ids, device=batcher.device)
+    mask = torch.tensor(padded_mask, device=batcher.device)
+    width = ids.shape[1]
     config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, num_beams=1, eos_token_id=list(stops),
                               pad_token_id=batcher.pad_id)
     out = model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
