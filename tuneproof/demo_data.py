@@ -6,7 +6,7 @@ Each record is `{"prompt": <ticket>, "completion": <JSON>}` with the completion
 `{"intent": <one of INTENTS>, "priority": "low|medium|high", "reply": "Hi <First>, <sentence>. - Acme Support"}`.
   * intent: from lexical cues in varied phrasings (refund, late parcel, locked out, ...).
   * priority: `priority_from_text(ticket)`, a rule on urgency cues ("urgent", "asap", "today",
-    "blocked" -> high; "no rush", "no hurry", "take your time" -> low; otherwise medium).
+    "immediately" -> high; "no rush", "no hurry" -> low; otherwise medium).
   * reply: one fixed sentence per intent (with the order number where it has one), addressed by
     the first name the customer signed with.
 It is a FORMAT and STYLE task, not a knowledge task: a small model can learn it from the data.
@@ -47,19 +47,18 @@ MAX_BASE_JACCARD = 0.5  # distinct demo tickets stay below this word-trigram Jac
 
 # Priority cues. The ticket's priority is decided by these words alone (see priority_from_text);
 # no other sentence in the generator may contain them.
-HIGH_CUES = ("urgent", "asap", "as soon as possible", "today", "immediately", "right away", "blocked")
-LOW_CUES = ("no rush", "no hurry", "take your time", "whenever you can", "not in a hurry")
+HIGH_CUES = ("urgent", "asap", "today", "immediately")
+LOW_CUES = ("no rush", "no hurry")
 HIGH_LINES = (
-    "This is urgent.", "Please sort this out ASAP.", "I need this fixed today.",
-    "My business is blocked until this is resolved.", "Please help immediately.",
-    "I need an answer as soon as possible.", "URGENT, please reply right away.",
-    "It is really urgent for me.", "Can someone look at this today?", "Please treat this as urgent!",
-    "We are blocked and losing sales.", "Need a fix asap please.",
+    "This is urgent.", "Please sort this out ASAP.", "I need this fixed today.", "Please help immediately.",
+    "URGENT, please reply today.", "It is really urgent for me.", "Can someone look at this today?",
+    "Please treat this as urgent!", "We are losing sales, this is urgent.", "Need a fix asap please.",
+    "I need an answer immediately.", "Please reply asap.",
 )
 LOW_LINES = (
-    "No rush on this.", "No hurry at all, just wanted to let you know.", "Take your time with it.",
-    "Reply whenever you can.", "It is not a big deal, take your time.", "I'm not in a hurry.",
-    "No rush, thanks.", "Answer whenever you can, no hurry.",
+    "No rush on this.", "No hurry at all, just wanted to let you know.", "No rush, reply when you can.",
+    "There is no hurry.", "It is not a big deal, no rush.", "No hurry, thanks.", "No rush, thanks.",
+    "Answer when it suits you, no hurry.",
 )
 NEUTRAL_LINES = (
     "Thanks in advance.", "Thank you for your help.", "Looking forward to hearing from you.",
@@ -319,10 +318,10 @@ def make_ticket(rng: random.Random, intent: str | None = None) -> dict:
     cue = {"high": rng.choice(HIGH_LINES), "low": rng.choice(LOW_LINES), "medium": None}[priority]
     signature = rng.choice(SIGNATURES).format(**slots)
     parts = [rng.choice(GREETINGS) if rng.random() < 0.65 else None,
-             rng.choice(INTROS).format(**slots) if rng.random() < 0.3 else None,
+             rng.choice(INTROS).format(**slots) if rng.random() < 0.15 else None,
              main,
-             rng.choice(DETAIL[intent]).format(**slots) if rng.random() < 0.7 else None,
-             rng.choice(EXTRA_LINES).format(**slots) if rng.random() < 0.4 else None]
+             rng.choice(DETAIL[intent]).format(**slots) if rng.random() < 0.5 else None,
+             rng.choice(EXTRA_LINES).format(**slots) if rng.random() < 0.15 else None]
     # The urgency cue sits before or after the closing line, as people write it.
     closing = rng.choice(NEUTRAL_LINES) if rng.random() < 0.5 else None
     parts += [cue, closing] if rng.random() < 0.6 else [closing, cue]
@@ -338,11 +337,14 @@ def make_ticket(rng: random.Random, intent: str | None = None) -> dict:
 
 def near_copy(text: str, rng: random.Random) -> str:
     """A near-duplicate of a ticket as people re-send it: re-cased, re-spaced, re-punctuated, and
-    one or two neutral words changed. Intent cues, priority cues, names and numbers are kept."""
+    (20 words or more) one or two neutral words changed. Intent cues, priority cues, names and
+    numbers are kept."""
+    original = text
     words = text.split(" ")
-    # One neutral word change, two in a long ticket (two in a short one would make it a new text).
+    # One neutral word change, two in a long ticket, none in a short one: in a ticket under 20
+    # words one changed word already drops the word-trigram Jaccard below dedup's 0.7 (a new text).
     positions = [i for i, w in enumerate(words) if w.lower().strip(".,!?") in SYNONYMS]
-    changes = rng.choice((1, 2)) if len(words) >= 30 else 1
+    changes = rng.choice((1, 2)) if len(words) >= 30 else 1 if len(words) >= 20 else 0
     for i in rng.sample(positions, min(len(positions), changes)):
         core = words[i].strip(".,!?")
         words[i] = words[i].replace(core, SYNONYMS[core.lower()], 1)
@@ -359,7 +361,7 @@ def near_copy(text: str, rng: random.Random) -> str:
             text = text.replace(".", "!", 1) if "." in text else text + "!"
         else:
             text = text.rstrip() + rng.choice(("  ", "\n", " ..."))
-    return text
+    return text if text != original else text + " ..."  # a re-casing can be a no-op
 
 
 def _distinct_tickets(n: int, rng: random.Random, max_jaccard: float) -> list[dict]:

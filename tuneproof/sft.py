@@ -1,7 +1,7 @@
 """TRL's SFTTrainer with the prompts' shared opening computed once per batch.
 
-Every training prompt opens with the same tokens (chat template + system prompt: ~440 of the
-demo's ~540 tokens per example). Run as-is, each row re-encodes them, so most of a CPU step is
+Every training prompt opens with the same tokens (chat template + system prompt: ~250 of the
+demo's ~340 tokens per example). Run as-is, each row re-encodes them, so most of a CPU step is
 spent on text that is identical in every row. Here the shared prefix runs once per batch (batch
 size 1, with gradients, because LoRA changes its keys and values), its key/value cache is
 repeated over the batch, and the rows run only their own suffix on top of it. The forward pass
