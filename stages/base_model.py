@@ -101,7 +101,7 @@ def materialise(source: str, out_dir: str | Path, dtype: str = "auto") -> dict:
 def main(params_file: str = "params.yaml") -> None:
     params = load_section(BaseModelParams, "base_model", params_file)
     paths = load_section(Paths, "paths", params_file)
-    info = materialise(params.source, paths.base_model, params.dtype)
+    info = materialise(params.source, paths.output("base_model"), params.dtype)
     print(f"base_model: {info['source']} -> {paths.base_model} "
           f"({info['model_type']}, {info['parameters'] / 1e6:.0f}M params, {info['dtype']})")
 

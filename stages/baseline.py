@@ -155,7 +155,7 @@ def main(params_file: str = "params.yaml") -> None:
     tokenizer = load_tokenizer(paths.base_model)
     model = load_model(paths.base_model)
     rows, metrics = run_baseline(model, tokenizer, train, test, scorer, system, gen, params)
-    write_predictions(rows, paths.baseline)
+    write_predictions(rows, paths.output("baseline"))
     write_json(paths.metrics_file("baseline"), metrics)
     primary = score.primary
     for strategy in rows:

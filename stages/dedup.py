@@ -28,7 +28,7 @@ from typing import Literal
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths
-from tuneproof.io import TuneproofError, atomic_path, read_json, sha256_file, write_json, write_jsonl
+from tuneproof.io import TuneproofError, atomic_files, read_json, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import find_near_duplicates, jaccard, normalise, shingles
 from tuneproof.params import load_section
 from tuneproof.records import load_records, prompt_text
@@ -200,9 +200,8 @@ def main(params_file: str = "params.yaml") -> None:
     metrics = dict(result.metrics)
     if truth is not None:
         metrics["truth"] = score_against_truth(result.clusters, truth)
-    # One directory swap: records.jsonl and clusters.json appear together or not at all.
-    with atomic_path(paths.dedup) as out:
-        out.mkdir()
+    # One set: records.jsonl and clusters.json are replaced together (other files there are left alone).
+    with atomic_files(paths.output("dedup"), [RECORDS_FILE, CLUSTERS_FILE]) as out:
         write_jsonl(out / RECORDS_FILE, result.records)
         write_json(out / CLUSTERS_FILE, result.clusters)
     write_json(paths.metrics_file("dedup"), metrics)

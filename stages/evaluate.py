@@ -74,7 +74,7 @@ def main(params_file: str = "params.yaml") -> None:
                                else paths.base_model)
     model = load_model(paths.base_model, paths.adapter)
     rows, metrics = run_evaluate(model, tokenizer, train, test, scorer, system, gen, params)
-    write_predictions(rows, paths.evaluate)
+    write_predictions(rows, paths.output("evaluate"))
     write_json(paths.metrics_file("evaluate"), metrics)
     primary = score.primary
     gap = (f"; train sample {metrics['train_sample'][primary]:.3f}" if "train_sample" in metrics else "")

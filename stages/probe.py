@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths
 from tuneproof.generation import GenerateParams, generate
-from tuneproof.io import TuneproofError, read_jsonl, write_json, write_jsonl
+from tuneproof.io import TuneproofError, read_jsonl, write_json
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.params import load_section
-from tuneproof.predict import build_prompts
+from tuneproof.predict import build_prompts, write_predictions
 from tuneproof.scoring import extract_json_object
 
 
@@ -142,9 +142,7 @@ def main(params_file: str = "params.yaml") -> None:
     with base_view(base, tuned) as model:
         rows["base"] = answer_instructions(model, tokenizer, instructions, params.system, gen, desc="probe base")
     rows["finetune"] = answer_instructions(tuned, tokenizer, instructions, params.system, gen, desc="probe finetune")
-    out = Path(paths.probe)
-    for name, name_rows in rows.items():
-        write_jsonl(out / f"instructions_{name}.jsonl", name_rows)
+    write_predictions({f"instructions_{name}": name_rows for name, name_rows in rows.items()}, paths.output("probe"))
     pass_rate = {name: sum(r["passed"] for r in name_rows) / len(name_rows) for name, name_rows in rows.items()}
     metrics = {
         "base": {"text_loss": text["base_loss"], "instruction_pass": pass_rate["base"]},

@@ -45,7 +45,7 @@ from scipy.sparse.csgraph import connected_components
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.contamination import max_jaccard
-from tuneproof.io import TuneproofError, read_jsonl, sha256_file, write_json, write_jsonl
+from tuneproof.io import TuneproofError, atomic_files, read_jsonl, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import near_duplicate_clusters, normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of
@@ -303,11 +303,12 @@ def main(params_file: str = "params.yaml") -> None:
     if not source.is_file():
         raise TuneproofError(f"{source}: not found; run the dedup stage first (dvc repro dedup)")
     result, report = run_split(read_jsonl(source), params, task.label_field)
-    out = Path(paths.split)
+    out = paths.output("split")
     files = {s: out / f"{s}.jsonl" for s in SPLITS}
-    for split, path in files.items():
-        write_jsonl(path, result.splits[split])
-    write_json(out / "audit.json", report)
+    with atomic_files(out, [*(path.name for path in files.values()), "audit.json"]) as tmp:  # one set
+        for split, path in files.items():
+            write_jsonl(tmp / path.name, result.splits[split])
+        write_json(tmp / "audit.json", report)
     metrics = manifest(result, report, files, task.label_field)
     write_json(paths.metrics_file("split"), metrics)
     counts = metrics["records"]

@@ -45,8 +45,8 @@ from typing import Literal, Sequence
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt
 from tuneproof.distributed import in_launched_process, launch_command, process_state, run_launched
-from tuneproof.io import (TuneproofError, atomic_path, dumps, read_json, read_jsonl, sha256_file,
-                          sha256_text, write_json)
+from tuneproof.io import (TuneproofError, atomic_path, check_output_path, dumps, read_json, read_jsonl,
+                          sha256_file, sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
 from tuneproof.params import load_section
 from tuneproof.records import read_split
@@ -345,7 +345,7 @@ def resumable_checkpoint(checkpoints: str | Path, fingerprint: str, reset: bool 
             return last
     if not reset:
         return None
-    shutil.rmtree(checkpoints, ignore_errors=True)
+    clear_checkpoints(checkpoints)
     write_json(marker, {"fingerprint": fingerprint})
     return None
 
@@ -353,10 +353,17 @@ def resumable_checkpoint(checkpoints: str | Path, fingerprint: str, reset: bool 
 def clear_checkpoints(checkpoints: str | Path) -> None:
     """After a successful run the adapter holds the result; checkpoints (with optimizer state:
     ~3x the model for a full fine-tune) are only useful to resume, so they go. The fingerprint
-    file stays, so the dvc.yaml output exists and is the same small file on every re-run."""
-    for path in Path(checkpoints).iterdir():
-        if path.name != FINGERPRINT:
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    file stays, so the dvc.yaml output exists and is the same small file on every re-run. A folder
+    without it that holds anything was not made by this stage and is refused, never emptied."""
+    checkpoints = Path(checkpoints)
+    if not checkpoints.is_dir():
+        return
+    entries = [p for p in checkpoints.iterdir() if p.name != FINGERPRINT]
+    if entries and not (checkpoints / FINGERPRINT).is_file():
+        raise TuneproofError(f"train.checkpoints: {checkpoints} holds files no train run made (e.g. {entries[0].name}); "
+                             "name an empty or new folder, e.g. models/checkpoints")
+    for path in entries:
+        shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
 # ----------------------------------------------------------------------------- training
@@ -494,7 +501,8 @@ def main(params_file: str = "params.yaml") -> None:
         check_distributed(params, torch.cuda.device_count())
         run_launched(launch_command("stages.train", [params_file], params.num_processes, params.distributed))
         return
-    trainer, info = train(params, prompt.system, paths.base_model, paths.split, paths.adapter,
+    check_output_path(params.checkpoints, "train.checkpoints")
+    trainer, info = train(params, prompt.system, paths.base_model, paths.split, paths.output("adapter"),
                           paths.metrics_file("train"), Path(paths.metrics) / CURVES_DIR)
     if trainer.is_world_process_zero():
         print(f"train: {params.method} -> {paths.adapter} (best step {info['best_step']} of {info['steps']}, "

@@ -79,6 +79,8 @@ def check_data(args: argparse.Namespace) -> int:
 def pr_report(args: argparse.Namespace) -> int:
     """Write (or print) the markdown PR comment for the working tree or --exp against --base."""
     repo = Path.cwd()
+    if args.out and Path(args.out).is_dir():  # checked first: nothing is computed for an output we must refuse
+        raise TuneproofError(f"--out {args.out}: is a folder; name a file for the markdown comment")
     paths = load_section(Paths, "paths", args.params)
     base = args.base or pr_report_lib.default_base(repo)
     markdown = pr_report_lib.build(repo, base, args.exp, paths.metrics, paths.reports)

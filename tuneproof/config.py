@@ -3,8 +3,13 @@ are declared beside their stage in stages/<name>.py."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
+
+from tuneproof.io import TuneproofError, check_output_path
+
+# Outputs replaced as a whole folder: such a folder must hold no other path of this section.
+WHOLE_FOLDER_OUTPUTS = ("base_model", "baseline", "adapter", "evaluate", "probe", "release")
 
 
 @dataclass(frozen=True)
@@ -23,8 +28,23 @@ class Paths:
     release: str            # the hand-over folder: the adapter as trained + its model card (README.md)
     metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
 
+    def output(self, key: str) -> Path:
+        """paths.<key> checked as something a stage may write (tuneproof.io.check_output_path),
+        and never the input file or a folder holding another path of this section."""
+        path = check_output_path(getattr(self, key), f"paths.{key}")
+        resolved = path.resolve()
+        for other in (f.name for f in fields(self) if f.name != key):
+            other_path = Path(getattr(self, other)).resolve()
+            if resolved == other_path and (other == "raw" or key in WHOLE_FOLDER_OUTPUTS):
+                raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} is also paths.{other}; give each its own path")
+            if key in WHOLE_FOLDER_OUTPUTS and resolved in other_path.parents:
+                raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} holds paths.{other} "
+                                     f"({getattr(self, other)!r}), and this stage replaces the whole folder; "
+                                     "give it a folder of its own, e.g. outputs/" + key)
+        return path
+
     def metrics_file(self, stage: str) -> Path:
-        return Path(self.metrics) / f"{stage}.json"
+        return self.output("metrics") / f"{stage}.json"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tuneproof.config import Paths, Task
-from tuneproof.io import atomic_path, sha256_file, write_json, write_text
+from tuneproof.io import TuneproofError, atomic_path, sha256_file, write_json, write_text
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
@@ -192,7 +192,11 @@ small general-ability probe; check it on a sample of production inputs before re
 def write_release(paths: Paths, card: str) -> None:
     """<paths.release>/: the adapter (or full model) exactly as trained, with tuneproof_train.json,
     and the model card as README.md beside it (Hugging Face's layout): the folder to push."""
-    with atomic_path(paths.release) as tmp:
+    links = [str(p) for p in Path(paths.adapter).rglob("*") if p.is_symlink()]
+    if links:  # a link could point anywhere (a system file, a secret): never copy it into what is pushed
+        raise TuneproofError(f"{paths.adapter}: holds symbolic link(s) {', '.join(links[:3])}; the release folder "
+                             "is pushed as is, so replace them with the files they point to or remove them")
+    with atomic_path(paths.output("release")) as tmp:
         shutil.copytree(paths.adapter, tmp)
         write_text(tmp / "README.md", card)
 
@@ -215,7 +219,7 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
                   evaluate_metrics: dict, finetune_rows: list[dict]) -> None:
     """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
     the release folder."""
-    reports = Path(paths.reports)
+    reports = paths.output("reports")
     dataset = dataset_version(paths)  # hashes the raw and split files: once for the report and the card
     write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
                                                    evaluate_metrics, finetune_rows, train_info, dataset))
