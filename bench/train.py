@@ -110,12 +110,16 @@ def main() -> None:
     parser.add_argument("--split", default=str(ROOT / "data" / "split"))
     args = parser.parse_args()
 
-    from stages.train import TrainParams
-    from tuneproof.records import read_split
-    from tuneproof.config import Prompt
+    from stages.train import TrainParams, resolve_params
+    from tuneproof.config import Paths, Prompt
+    from tuneproof.io import read_json
     from tuneproof.params import load_section
+    from tuneproof.recipe import is_demo_data
+    from tuneproof.records import read_split
 
-    recipe = load_section(TrainParams, "train", args.params)
+    raw = load_section(Paths, "paths", args.params).raw
+    recipe, _ = resolve_params(load_section(TrainParams, "train", args.params), [None] * 64, True,
+                               read_json(Path(args.base) / "config.json").get("hidden_size"), is_demo_data(raw))
     system = load_section(Prompt, "prompt", args.params).system
     records = read_split(args.split, "train")[: args.steps * args.batch_size]
     val = read_split(args.split, "val")[: args.val]

@@ -30,18 +30,20 @@ from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
 from tuneproof.predict import predict_and_score, rank_and_score, write_predictions
-from tuneproof.records import label_of, prompt_text, read_split
+from tuneproof.records import label_of, prompt_text, read_split, sample_records
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
 Strategy = Literal["zero_shot", "few_shot", "retrieval", "rank"]
+REFERENCE = "tfidf_logreg"  # the trivial learnt reference of label tasks (rows: <paths.baseline>/reference_tfidf_logreg.jsonl)
 
 
 @dataclass(frozen=True)
 class BaselineParams:
     strategies: list[Strategy] = field(default_factory=lambda: ["zero_shot", "few_shot", "retrieval", "rank"])  # run in this order; rank runs only when task.label_field is "completion"
-    few_shot_k: int = 4   # fixed train examples before every prompt (encoded once with the system prompt: cheap)
-    retrieval_k: int = 2  # nearest train examples before each prompt (encoded per record: the costly strategy on CPU)
-    seed: int = 0         # seeds the few-shot choice (which train example stands for each label)
+    few_shot_k: list[int] = field(default_factory=lambda: [4, 8])  # candidate counts of fixed train examples before every prompt (chosen on val)
+    retrieval_k: list[int] = field(default_factory=lambda: [2, 4])   # candidate counts of nearest train examples before each prompt (chosen on val)
+    val_records: int = 32  # val records (seeded sample) on which each strategy's k and the best strategy are chosen; test is scored once per strategy
+    seed: int = 0         # seeds the few-shot choice and the val sample
 
 
 def select_few_shot(train: Sequence[dict], k: int, label_field: str | None, seed: int) -> list[dict]:
@@ -82,6 +84,18 @@ def retrieve_shots(train: Sequence[dict], queries: Sequence[dict], k: int) -> li
     return shots
 
 
+def warn_uncovered_labels(train: Sequence[dict], params: BaselineParams, label_field: str | None) -> None:
+    """Say when few-shot cannot show every label: with k below the label count some labels are
+    never demonstrated, and the prompt alone must name them."""
+    if label_field is None or "few_shot" not in params.strategies:
+        return
+    n_labels = len({str(label_of(r, label_field)) for r in train})
+    if max(params.few_shot_k) < n_labels:
+        print(f"baseline: few_shot shows at most {max(params.few_shot_k)} of the {n_labels} labels "
+              f"(baseline.few_shot_k {params.few_shot_k}); the system prompt must name the rest, and retrieval "
+              "shows the labels nearest each record")
+
+
 def trivial_references(train: Sequence[dict], test: Sequence[dict], label_field: str | None) -> dict:
     """What a model with no skill scores: always the majority train label, and the share of
     test completions that appear verbatim in train (answers that could be memorised)."""
@@ -96,14 +110,34 @@ def trivial_references(train: Sequence[dict], test: Sequence[dict], label_field:
     return out
 
 
+def tfidf_logreg_rows(train: Sequence[dict], test: Sequence[dict], scorer: Scorer) -> list[dict]:
+    """The trivial learnt reference for label tasks: scikit-learn TF-IDF (words and character
+    3-5-grams) + logistic regression fitted on train, scored on test by the same scorer. A prompt
+    or fine-tune that cannot beat it is no reason to serve an LLM."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline, make_union
+
+    labels = [str(label_of(r, scorer.label_field)) for r in train]
+    if len(set(labels)) < 2:
+        return [scorer.row(r, labels[0]) for r in test]
+    features = make_union(TfidfVectorizer(sublinear_tf=True),
+                          TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2))
+    model = make_pipeline(features, LogisticRegression(C=10.0, max_iter=2000, class_weight="balanced"))
+    model.fit([prompt_text(r) for r in train], labels)
+    return [scorer.row(r, str(p)) for r, p in zip(test, model.predict([prompt_text(r) for r in test]))]
+
+
 def active_strategies(params: BaselineParams, label_field: str | None,
                       params_file: str = "params.yaml") -> list[str]:
     """The configured strategies that apply (rank needs whole-completion labels), checked."""
     if len(set(params.strategies)) != len(params.strategies):
         raise TuneproofError(f"{params_file}: baseline.strategies lists a strategy twice; list each once")
-    for strategy, k in (("few_shot", params.few_shot_k), ("retrieval", params.retrieval_k)):
-        if strategy in params.strategies and k < 1:
-            raise TuneproofError(f"{params_file}: baseline.{strategy}_k is {k}; {strategy} needs at least 1 example")
+    for strategy, ks in (("few_shot", params.few_shot_k), ("retrieval", params.retrieval_k)):
+        if strategy in params.strategies and (not ks or min(ks) < 1 or len(set(ks)) != len(ks)):
+            raise TuneproofError(f"{params_file}: baseline.{strategy}_k is {ks}; list distinct example counts of at least 1")
+    if params.val_records < 1:
+        raise TuneproofError(f"{params_file}: baseline.val_records is {params.val_records}; use 1 or more")
     active = [s for s in params.strategies if s != "rank" or label_field == "completion"]
     if not active:
         raise TuneproofError(f"{params_file}: baseline.strategies has no strategy that applies to this task "
@@ -111,33 +145,73 @@ def active_strategies(params: BaselineParams, label_field: str | None,
     return active
 
 
-def run_strategy(strategy: str, model, tokenizer, train: Sequence[dict], test: Sequence[dict],
-                 scorer: Scorer, system: str | None, gen: GenerateParams, params: BaselineParams) -> list[dict]:
-    """Per-example rows of one strategy on the test records."""
+def run_strategy(strategy: str, k: int | None, model, tokenizer, train: Sequence[dict], records: Sequence[dict],
+                 scorer: Scorer, system: str | None, gen: GenerateParams, seed: int, desc: str) -> list[dict]:
+    """Per-example rows of one strategy (with k shots where it takes shots) on `records`."""
     if strategy == "rank":
-        return rank_and_score(model, tokenizer, test, scorer, system, gen, desc=strategy)
+        return rank_and_score(model, tokenizer, records, scorer, system, gen, desc=desc)
     shots = None
     if strategy == "few_shot":
-        shots = [select_few_shot(train, params.few_shot_k, scorer.label_field, params.seed)] * len(test)
+        shots = [select_few_shot(train, k, scorer.label_field, seed)] * len(records)
     elif strategy == "retrieval":
-        shots = retrieve_shots(train, test, params.retrieval_k)
-    return predict_and_score(model, tokenizer, test, scorer, system, gen, shots, desc=strategy)
+        shots = retrieve_shots(train, records, k)
+    return predict_and_score(model, tokenizer, records, scorer, system, gen, shots, desc=desc)
 
 
-def best_strategy(metrics: dict[str, dict], primary: str) -> dict:
-    """The strategy with the highest primary metric (first listed wins a tie), with its metrics."""
-    name = max(metrics, key=lambda s: (metrics[s][primary], -list(metrics).index(s)))
-    return {"strategy": name, **metrics[name]}
+def candidates(strategies: Sequence[str], params: BaselineParams) -> list[tuple[str, int | None]]:
+    """Every configuration tried on val: each strategy with each of its candidate k."""
+    ks = {"few_shot": params.few_shot_k, "retrieval": params.retrieval_k}
+    return [(s, k) for s in strategies for k in ks.get(s, [None])]
 
 
-def run_baseline(model, tokenizer, train: Sequence[dict], test: Sequence[dict], scorer: Scorer,
+def best_strategy(metrics: dict[str, dict], primary: str) -> str:
+    """The name with the highest primary metric (first listed wins a tie)."""
+    return max(metrics, key=lambda s: (metrics[s][primary], -list(metrics).index(s)))
+
+
+def config_name(strategy: str, k: int | None) -> str:
+    return strategy if k is None else f"{strategy}@{k}"
+
+
+def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], scorer: Scorer, system: str | None,
+                gen: GenerateParams, params: BaselineParams, strategies: Sequence[str]) -> dict:
+    """Each strategy's k and the best strategy, chosen on `val` only (never on test): the prompted
+    side gets the same selection on validation as the fine-tune's checkpoint."""
+    configs = candidates(strategies, params)
+    primary = scorer.params.primary
+    scores = {}
+    for strategy, k in configs:
+        if len(configs) == 1:  # nothing to choose between: spend no decoding on val
+            break
+        rows = run_strategy(strategy, k, model, tokenizer, train, val, scorer, system, gen, params.seed,
+                            desc=f"val {config_name(strategy, k)}")
+        scores[config_name(strategy, k)] = scorer.aggregate(rows)
+    chosen = {}
+    for strategy in strategies:
+        options = {config_name(s, k): k for s, k in configs if s == strategy}
+        chosen[strategy] = options[best_strategy({n: scores[n] for n in options}, primary)] if scores else options[next(iter(options))]
+    val_best = {s: scores[config_name(s, k)] for s, k in chosen.items()} if scores else {strategies[0]: {}}
+    return {"on": "val", "records": len(val) if scores else 0, "configs_tried": len(configs),
+            "val": {name: m.get(primary) for name, m in scores.items()}, "k": chosen,
+            "best": best_strategy(val_best, primary) if scores else strategies[0]}
+
+
+def run_baseline(model, tokenizer, train: Sequence[dict], val: Sequence[dict], test: Sequence[dict], scorer: Scorer,
                  system: str | None, gen: GenerateParams, params: BaselineParams) -> tuple[dict[str, list[dict]], dict]:
-    """(rows per strategy, metrics) for every applicable strategy."""
-    rows = {s: run_strategy(s, model, tokenizer, train, test, scorer, system, gen, params)
-            for s in active_strategies(params, scorer.label_field)}
+    """(rows per strategy, metrics): k and the best strategy chosen on val, then each strategy
+    scored once on test at its chosen k. `best` is the val winner with its test metrics."""
+    strategies = active_strategies(params, scorer.label_field)
+    selection = tune_on_val(model, tokenizer, train, val, scorer, system, gen, params, strategies)
+    rows = {s: run_strategy(s, selection["k"][s], model, tokenizer, train, test, scorer, system, gen, params.seed, s)
+            for s in strategies}
     metrics: dict = {s: scorer.aggregate(r) for s, r in rows.items()}
-    metrics["best"] = best_strategy({s: metrics[s] for s in rows}, scorer.params.primary)
+    metrics["best"] = {"strategy": selection["best"], **metrics[selection["best"]]}
+    metrics["selection"] = selection
     metrics["trivial"] = trivial_references(train, test, scorer.label_field)
+    if scorer.params.kind == "label":
+        reference = tfidf_logreg_rows(train, test, scorer)
+        metrics["trivial"][REFERENCE] = scorer.aggregate(reference)
+        rows[f"reference_{REFERENCE}"] = reference
     return rows, metrics
 
 
@@ -151,16 +225,21 @@ def main(params_file: str = "params.yaml") -> None:
     task = load_section(Task, "task", params_file)
     paths = load_section(Paths, "paths", params_file)
     train, test = read_split(paths.split, "train"), read_split(paths.split, "test")
+    val = sample_records(read_split(paths.split, "val"), params.val_records, params.seed)
     scorer = build_scorer(score, task.label_field, [*train, *test])
+    warn_uncovered_labels(train, params, scorer.label_field)
     tokenizer = load_tokenizer(paths.base_model)
     model = load_model(paths.base_model)
-    rows, metrics = run_baseline(model, tokenizer, train, test, scorer, system, gen, params)
+    rows, metrics = run_baseline(model, tokenizer, train, val, test, scorer, system, gen, params)
     write_predictions(rows, paths.output("baseline"))
     write_json(paths.metrics_file("baseline"), metrics)
-    primary = score.primary
-    for strategy in rows:
-        print(f"baseline {strategy}: {primary} = {metrics[strategy][primary]:.3f}")
-    print(f"baseline best: {metrics['best']['strategy']} ({primary} = {metrics['best'][primary]:.3f}); "
+    primary, selection = score.primary, metrics["selection"]
+    for strategy, k in selection["k"].items():
+        print(f"baseline {config_name(strategy, k)}: {primary} = {metrics[strategy][primary]:.3f} on test")
+    if REFERENCE in metrics["trivial"]:
+        print(f"baseline reference {REFERENCE}: {primary} = {metrics['trivial'][REFERENCE][primary]:.3f} on test")
+    print(f"baseline best: {metrics['best']['strategy']} (chosen on {selection['records']} val records among "
+          f"{selection['configs_tried']} configurations; {primary} = {metrics['best'][primary]:.3f} on test); "
           f"wrote {paths.baseline}/ and {paths.metrics_file('baseline')}")
 
 

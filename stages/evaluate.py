@@ -14,7 +14,6 @@ same metric names as metrics/baseline.json.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,7 +23,7 @@ from tuneproof.config import Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
-from tuneproof.records import read_split
+from tuneproof.records import read_split, sample_records
 from tuneproof.predict import predict_and_score, write_predictions
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
@@ -33,13 +32,6 @@ from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 class EvaluateParams:
     train_sample: int = 64  # train records also scored (seeded sample) to show the train/test gap; 0 skips
     seed: int = 0           # seeds that sample
-
-
-def sample_records(records: Sequence[dict], n: int, seed: int) -> list[dict]:
-    """A seeded sample of n records (all when n >= len), in id order so outputs are stable."""
-    ordered = sorted(records, key=lambda r: r["id"])
-    chosen = random.Random(seed).sample(ordered, min(n, len(ordered)))
-    return sorted(chosen, key=lambda r: r["id"])
 
 
 def run_evaluate(model, tokenizer, train: Sequence[dict], test: Sequence[dict], scorer: Scorer,

@@ -13,6 +13,7 @@ The thresholds that turn these into PASS/FAIL live in `compare.forgetting`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ class ProbeParams:
     instructions: str = "eval/general_instructions.jsonl"        # rule-verifiable general instructions
     max_length: int = 256                                        # tokens per passage (longer ones are cut)
     system: str | None = None                                    # system prompt for the instructions; null = template default
+    max_new_tokens: int = 64                                     # answer budget of the general instructions (not the task's generate.max_new_tokens)
 
 
 def read_passages(path: str | Path) -> list[str]:
@@ -129,7 +131,11 @@ def answer_instructions(model, tokenizer, instructions: list[dict], system: str 
 
 def main(params_file: str = "params.yaml") -> None:
     params = load_section(ProbeParams, "probe", params_file)
-    gen = load_section(GenerateParams, "generate", params_file)
+    params_gen = load_section(GenerateParams, "generate", params_file)
+    if params.max_new_tokens < 1:
+        raise TuneproofError(f"{params_file}: probe.max_new_tokens is {params.max_new_tokens}; use 1 or more")
+    # A label task decodes ~8 tokens; general answers ("17 + 25 = 42") need their own budget.
+    gen = dataclasses.replace(params_gen, max_new_tokens=params.max_new_tokens)
     paths = load_section(Paths, "paths", params_file)
     torch.manual_seed(0)
     tokenizer = load_tokenizer(paths.base_model)

@@ -33,6 +33,7 @@ Input: `<paths.dedup>/records.jsonl` (canonical records). Outputs: `<paths.split
 from __future__ import annotations
 
 import random
+import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +54,7 @@ from tuneproof.records import label_of
 SPLITS = ("train", "val", "test")
 NO_LABEL = "<no label>"  # per-label count key for records whose completion has no label
 EXCERPT_CHARS = 80  # characters of each text shown in the audit and its error
+MIN_USABLE = 30  # val/test records below which split warns (compare.min_test_records refuses a verdict)
 
 
 @dataclass(frozen=True)
@@ -282,6 +284,19 @@ def manifest(result: Split, report: dict, files: dict[str, Path], label_field: s
     }
 
 
+def size_warnings(metrics: dict) -> list[str]:
+    """What makes the split unusable for a verdict, said loudly (compare refuses a verdict on
+    too few test records; a giant leak group usually means template prompts, not copies)."""
+    counts, groups = metrics["records"], metrics["groups"]
+    warnings = [f"{name} has only {counts[name]} records (fewer than {MIN_USABLE}): "
+                f"{'no verdict can be earned on it' if name == 'test' else 'early stopping and selection on it are noise'}; "
+                f"raise split.{name}_ratio or add data" for name in ("val", "test") if counts[name] < MIN_USABLE]
+    if counts["total"] and groups["largest"] > 0.5 * counts["total"]:
+        warnings.append(f"one leak group holds {groups['largest']} of {counts['total']} records: their prompts share "
+                        "a template, not a copy; raise split.group_threshold (and check dedup did not drop them)")
+    return warnings
+
+
 def run_split(records: list[dict], params: SplitParams, label_field: str | None) -> tuple[Split, dict]:
     """Split and audit; raises TuneproofError (listing the pairs) when the audit fails."""
     result = split_records(records, params, label_field)
@@ -310,7 +325,10 @@ def main(params_file: str = "params.yaml") -> None:
             write_jsonl(tmp / path.name, result.splits[split])
         write_json(tmp / "audit.json", report)
     metrics = manifest(result, report, files, task.label_field)
+    metrics["warnings"] = size_warnings(metrics)
     write_json(paths.metrics_file("split"), metrics)
+    for warning in metrics["warnings"]:
+        print(f"split: WARNING: {warning}", file=sys.stderr)
     counts = metrics["records"]
     print(f"split: {counts['train']} train / {counts['val']} val / {counts['test']} test -> {out} "
           f"({metrics['groups']['multi_record']} leak groups of 2+ records; audit max prompt Jaccard "

@@ -42,15 +42,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Sequence
 
+from tuneproof import recipe
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths, Prompt
+from tuneproof.config import Paths, Prompt, Task
 from tuneproof.distributed import in_launched_process, launch_command, process_state, run_launched
 from tuneproof.io import (TuneproofError, atomic_path, check_output_path, dumps, read_json, read_jsonl,
                           sha256_file, sha256_text, write_json)
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
+from tuneproof.generation import GenerateParams
 from tuneproof.params import load_section
-from tuneproof.records import read_split
 from tuneproof.prompting import completion_target, format_prompt
+from tuneproof.records import label_of, read_split
+from tuneproof.scoring import ScoreParams, build_scorer
 
 ADAPTER_INFO = "tuneproof_train.json"       # provenance file inside <paths.adapter>
 FINGERPRINT = "tuneproof_fingerprint.json"  # inside <train.checkpoints>: what the checkpoints belong to
@@ -68,7 +71,7 @@ class LoraParams:
     r: int = 16                                  # adapter rank
     alpha: int = 32                              # scale of the update: alpha / r
     dropout: float = 0.0                         # dropout on the adapter input
-    target_modules: str | list[str] = "all-linear"  # "all-linear" or module names, e.g. [q_proj, v_proj]
+    target_modules: str | list[str] = "auto"     # "all-linear", module names, e.g. [q_proj, v_proj], or auto (the preset's)
     last_layers: int | None = None               # adapt only the last N transformer layers (null = all): backprop stops below them
     plus_lr_ratio: float | None = None           # LoRA+: the B matrices learn this many times faster than A (null = plain LoRA)
 
@@ -76,13 +79,17 @@ class LoraParams:
 @dataclass(frozen=True)
 class TrainParams:
     method: Literal["lora", "qlora", "full"] = "lora"  # what is trained (see module docstring)
+    preset: Literal["auto", "data", "demo"] = "auto"  # fills the knobs left at auto (tuneproof.recipe): auto = demo only for the bundled demo file
     seed: int = 0                                # seeds adapter init, data order and dropout
-    learning_rate: float = 2e-3                  # peak LR; short LoRA runs like 1e-3..3e-3, full fine-tuning ~1e-5
+    learning_rate: float | Literal["auto"] = "auto"  # peak LR (data preset: 2e-4 LoRA / 1e-5 full at width 4096, x sqrt(4096 / width))
     lr_scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = "cosine"  # LR decay after warmup
     warmup_ratio: float = 0.05                   # share of the optimizer steps spent warming up
     weight_decay: float = 0.0                    # AdamW weight decay
-    num_epochs: float = 1.0                      # passes over the train split (ignored when max_steps is set)
-    max_steps: int | None = 80                   # optimizer steps; overrides num_epochs (null: use num_epochs)
+    num_epochs: float | Literal["auto"] = "auto"  # passes over the (balanced) train split (data preset: 3 up to 1k records, 2 up to 5k, else 1)
+    max_steps: int | Literal["auto"] | None = "auto"  # optimizer steps; overrides num_epochs (null: from num_epochs and max_examples)
+    max_examples: int | Literal["auto"] | None = "auto"  # cap on training examples seen (data preset: 768 on CPU, none on CUDA); null = no cap
+    balance: Literal["auto", "none", "sqrt", "full"] = "auto"  # label tasks: repeat minority-label records (sqrt: sqrt(majority/class) times); auto = the preset's
+    select_by: Literal["primary", "loss"] = "primary"  # checkpoint kept and early stopping: score.primary of decoded val records, or val loss
     batch_size: int = 4                          # training sequences per micro-batch
     eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
     gradient_accumulation_steps: int = 1         # micro-batches per optimizer step
@@ -92,8 +99,8 @@ class TrainParams:
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
     group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
-    val_records: int | None = 16                 # validation records for the loss (a seeded sample); null = all
-    eval_steps: int = 20                         # optimizer steps between validation losses (and checkpoints)
+    val_records: int | Literal["auto"] | None = "auto"  # validation records (a seeded sample) for the loss and the decoded score; null = all
+    eval_steps: int | Literal["auto"] = "auto"   # optimizer steps between validations (and checkpoints); data preset: ~6 per run
     logging_steps: int = 3                       # optimizer steps between train-loss points
     early_stopping_patience: int | None = 3      # evaluations without improvement before stopping; null = never
     early_stopping_threshold: float = 0.0        # least val-loss drop that counts as an improvement
@@ -230,9 +237,10 @@ def lora_config(params: TrainParams, model):
                       target_modules=targets, layers_to_transform=layers, task_type="CAUSAL_LM")
 
 
-def sft_config(params: TrainParams, output_dir: str | Path, device):
-    """TRL SFTConfig for `params`. bf16 only on CUDA that supports it (TRL defaults to bf16=True,
-    which on these CPUs is ~17x slower); validation and a checkpoint every eval_steps, best kept."""
+def sft_config(params: TrainParams, output_dir: str | Path, device, best_metric: str = "eval_loss"):
+    """TRL SFTConfig for resolved `params`. bf16 only on CUDA that supports it (TRL defaults to
+    bf16=True, which on these CPUs is ~17x slower); validation and a checkpoint every eval_steps,
+    the best by `best_metric` kept (eval_loss: lowest; a decoded score such as eval_accuracy: highest)."""
     import torch
     from trl import SFTConfig
 
@@ -241,7 +249,7 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
         seed=params.seed, data_seed=params.seed,
         learning_rate=params.learning_rate, lr_scheduler_type=params.lr_scheduler,
         warmup_steps=params.warmup_ratio, weight_decay=params.weight_decay,  # <1: a share of the steps
-        num_train_epochs=params.num_epochs, max_steps=params.max_steps or -1,
+        max_steps=params.max_steps,  # resolved (resolve_params): always a step count
         per_device_train_batch_size=params.batch_size, per_device_eval_batch_size=params.eval_batch_size,
         gradient_accumulation_steps=params.gradient_accumulation_steps,
         activation_checkpointing=params.gradient_checkpointing,
@@ -252,7 +260,7 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
         train_sampling_strategy="group_by_length" if params.group_by_length else "random",
         eval_strategy="steps", eval_steps=params.eval_steps,
         save_strategy="steps", save_steps=params.eval_steps, save_total_limit=1,  # + the best one
-        load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False,
+        load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=best_metric != "eval_loss",
         logging_steps=params.logging_steps, report_to="none",  # curves: LossCurves (dvclive) below
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every trainable weight gets a gradient: skip DDP's graph search
@@ -262,11 +270,12 @@ def sft_config(params: TrainParams, output_dir: str | Path, device):
 # ----------------------------------------------------------------------------- logging
 
 
-def _curve_points(logs: dict) -> dict[str, float]:
-    return {CURVES[key]: value for key, value in logs.items() if key in CURVES}
+def _curve_points(logs: dict, extra: Sequence[str] = ()) -> dict[str, float]:
+    names = {**CURVES, **{key: key.replace("eval_", "eval/", 1) for key in extra}}
+    return {names[key]: value for key, value in logs.items() if key in names}
 
 
-def make_loss_curves(curves_dir: str | Path):
+def make_loss_curves(curves_dir: str | Path, extra: Sequence[str] = ()):
     """A TrainerCallback writing dvclive loss curves indexed by the optimizer step.
 
     Not transformers' DVCLiveCallback: that one numbers points by log call (train and eval
@@ -293,7 +302,7 @@ def make_loss_curves(curves_dir: str | Path):
             self._log(state.global_step, logs or {})
 
         def _log(self, step: int, logs: dict) -> None:
-            points = _curve_points(logs)
+            points = _curve_points(logs, extra)
             if points and self.live is not None:
                 self.live.step = step
                 for name, value in points.items():
@@ -366,6 +375,50 @@ def clear_checkpoints(checkpoints: str | Path) -> None:
         shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
 
 
+# ----------------------------------------------------------------------------- recipe
+
+
+def resolve_params(params: TrainParams, train_labels: Sequence[str | None], on_cpu: bool,
+                   hidden_size: int | None, demo_data: bool) -> tuple[TrainParams, dict]:
+    """`params` with every `auto` knob filled from the preset (tuneproof.recipe), and what was
+    chosen and why (recorded in tuneproof_train.json and printed)."""
+    preset = params.preset if params.preset != "auto" else ("demo" if demo_data else "data")
+    has_labels = any(label is not None for label in train_labels)
+    defaults = recipe.DEMO if preset == "demo" else recipe.data_preset(
+        params.method, len(train_labels), on_cpu, hidden_size, has_labels)
+    pick = lambda key, value: defaults[key] if value == recipe.AUTO else value  # noqa: E731
+    balance = pick("balance", params.balance)
+    repeats = recipe.balance_repeats(train_labels, balance)
+    n_examples = sum(repeats.get(str(label), 1) if label is not None else 1 for label in train_labels)
+    epochs, max_examples = pick("num_epochs", params.num_epochs), pick("max_examples", params.max_examples)
+    effective_batch = params.batch_size * params.gradient_accumulation_steps * params.num_processes
+    steps, cadence = recipe.steps_and_eval_cadence(n_examples, epochs, max_examples, effective_batch)
+    max_steps = pick("max_steps", params.max_steps)
+    if max_steps is not None:
+        steps, cadence = max_steps, max(1, max_steps // recipe.EVALS_PER_RUN)
+    eval_steps = params.eval_steps if params.eval_steps != recipe.AUTO else (defaults["eval_steps"] or cadence)
+    resolved = dataclasses.replace(
+        params, preset=preset, learning_rate=pick("learning_rate", params.learning_rate), num_epochs=epochs,
+        max_steps=steps, max_examples=max_examples, eval_steps=min(eval_steps, steps), balance=balance,
+        val_records=pick("val_records", params.val_records),
+        lora=dataclasses.replace(params.lora, target_modules=pick("target_modules", params.lora.target_modules)))
+    why = ("paths.raw is the bundled demo file" if demo_data else "your data") if params.preset == "auto" else "train.preset"
+    return resolved, {"preset": preset, "why": why, "balance_repeats": repeats, "train_examples": n_examples,
+                      "examples_seen": steps * effective_batch, "epochs_seen": round(steps * effective_batch / n_examples, 3)}
+
+
+def val_metrics_fn(tokenizer, records: Sequence[dict], system: str | None, scorer, gen):
+    """model -> aggregate scores of `records` decoded through the one generation path and scored by
+    the one scorer: the checkpoint is chosen by what evaluate will measure, not by a loss that a
+    collapsed model can keep low."""
+    from tuneproof.predict import predict_and_score
+
+    def score(model) -> dict[str, float]:
+        return scorer.aggregate(predict_and_score(model, tokenizer, records, scorer, system, gen, desc="validate"))
+
+    return score
+
+
 # ----------------------------------------------------------------------------- training
 
 
@@ -379,13 +432,18 @@ def validation_sample(records: Sequence[dict], n: int | None, seed: int) -> list
 
 def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
                   train_records: Sequence[dict], val_records: Sequence[dict],
-                  checkpoints: str | Path, curves_dir: str | Path, callbacks: Sequence = ()):
-    """The SFTTrainer for `params` (one path for lora, qlora and full), ready to train."""
+                  checkpoints: str | Path, curves_dir: str | Path, callbacks: Sequence = (), scoring=None):
+    """The SFTTrainer for resolved `params` (one path for lora, qlora and full), ready to train.
+    `scoring` (Scorer, GenerateParams) decodes and scores the val records at each validation;
+    with train.select_by: primary its score.primary picks the checkpoint and drives early stopping."""
     import torch
     from transformers import EarlyStoppingCallback
 
     from tuneproof.sft import SharedPrefixSFTTrainer, common_prompt_prefix
 
+    unresolved = [f.name for f in dataclasses.fields(params) if f.name != "preset" and getattr(params, f.name) == recipe.AUTO]
+    if unresolved or params.lora.target_modules == recipe.AUTO:
+        raise ValueError(f"train params still at auto: {unresolved or ['lora.target_modules']}; resolve_params first")
     device = select_device()
     check_method(params.method, device)
     check_liger(params.use_liger)
@@ -399,13 +457,20 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
         prefix = common_prompt_prefix(prompts)
     model = load_base_model(base_dir, params.method, device, params.gradient_checkpointing,
                             params.attn_implementation)
-    extra = [make_loss_curves(curves_dir), *callbacks]
+    val_fn, best_metric, curve_names = None, "eval_loss", []
+    if scoring is not None:
+        scorer, gen = scoring
+        val_fn = val_metrics_fn(tokenizer, val_records, system, scorer, gen)
+        curve_names = [f"eval_{scorer.params.primary}"]
+        if params.select_by == "primary":
+            best_metric = curve_names[0]
+    extra = [make_loss_curves(curves_dir, curve_names), *callbacks]
     if params.early_stopping_patience is not None:
         extra.append(EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold))
     trainer = SharedPrefixSFTTrainer(
-        model=model, args=sft_config(params, checkpoints, device), train_dataset=train_ds, eval_dataset=val_ds,
-        processing_class=tokenizer, peft_config=lora_config(params, model),
-        callbacks=extra, shared_prefix=prefix)
+        model=model, args=sft_config(params, checkpoints, device, best_metric), train_dataset=train_ds,
+        eval_dataset=val_ds, processing_class=tokenizer, peft_config=lora_config(params, model),
+        callbacks=extra, shared_prefix=prefix, val_metrics=val_fn)
     if params.method == "qlora" and select_dtype(device) == torch.float32:
         # TRL casts QLoRA adapters to bf16 (the paper's recipe for CUDA); on CPU that is slow and
         # mismatches the fp32 compute dtype, so keep them fp32 (the optimizer is created in train()).
@@ -437,17 +502,21 @@ def save_result(trainer, out_dir: str | Path, info: dict) -> None:
 
 def train(params: TrainParams, system: str | None, base_dir: str | Path, split_dir: str | Path,
           adapter_dir: str | Path, metrics_file: str | Path, curves_dir: str | Path,
-          callbacks: Sequence = ()):
-    """Train, resuming an interrupted run with the same fingerprint; write the adapter dir, the
-    metrics file and the curves. Returns (trainer, info) where info is tuneproof_train.json.
-    Under accelerate launch every process runs it; the main one writes the outputs."""
+          callbacks: Sequence = (), label_field: str | None = None, scoring=None, demo_data: bool = False):
+    """Resolve the recipe, then train, resuming an interrupted run with the same fingerprint; write
+    the adapter dir, the metrics file and the curves. Returns (trainer, info) where info is
+    tuneproof_train.json. Under accelerate launch every process runs it; the main one writes."""
     import torch
 
     train_records, all_val = read_split(split_dir, "train"), read_split(split_dir, "val")
-    val_records = validation_sample(all_val, params.val_records, params.seed)
-    base = base_model_info(base_dir)
+    labels = [label_of(r, label_field) for r in train_records]
+    hidden = read_json(Path(base_dir) / "config.json").get("hidden_size") if (Path(base_dir) / "config.json").is_file() else None
+    params, chosen = resolve_params(params, labels, select_device().type == "cpu", hidden, demo_data)
     data = {name: {"sha256": sha256_file(Path(split_dir) / f"{name}.jsonl"), "records": len(records)}
             for name, records in (("train", train_records), ("val", all_val))}
+    train_records = recipe.balanced(train_records, labels, chosen["balance_repeats"])
+    val_records = validation_sample(all_val, params.val_records, params.seed)
+    base = base_model_info(base_dir)
     fingerprint = run_fingerprint(params, system, base, data)
     check_distributed(params, torch.cuda.device_count())
     processes = process_state(select_device())  # one process unless started by accelerate launch (main)
@@ -455,19 +524,30 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
         resume_from = resumable_checkpoint(params.checkpoints, fingerprint, reset=processes.is_main_process)
     if resume_from and processes.is_main_process:
         print(f"train: resuming the interrupted run from {resume_from}")
+    if processes.is_main_process:
+        print(f"train: {chosen['preset']} recipe ({chosen['why']}): lr {params.learning_rate:g}, {params.max_steps} steps "
+              f"x {chosen['examples_seen'] // params.max_steps} = {chosen['epochs_seen']} passes over "
+              f"{chosen['train_examples']} examples (balance {params.balance}), validating every {params.eval_steps} "
+              f"steps on {len(val_records)} records, checkpoint by {params.select_by}")
     trainer = build_trainer(params, system, base_dir, train_records, val_records, params.checkpoints,
-                            curves_dir, callbacks)
+                            curves_dir, callbacks, scoring)
     trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)  # before FSDP shards them
     trainer.train(resume_from_checkpoint=resume_from)
 
     state = trainer.state
     train_losses = [e["loss"] for e in state.log_history if "loss" in e]
     evals = [e for e in state.log_history if "eval_loss" in e]
+    selected_by = trainer.args.metric_for_best_model
     metrics = {
         "method": params.method,
+        "preset": chosen["preset"],
+        "learning_rate": params.learning_rate,
+        "balance": params.balance,
         "steps": state.global_step,
         "best_step": state.best_global_step,
-        "best_val_loss": state.best_metric,
+        "selected_by": selected_by,
+        "best_val_score": state.best_metric,
+        "best_val_loss": min((e["eval_loss"] for e in evals), default=None),
         "last_val_loss": evals[-1]["eval_loss"] if evals else None,
         "last_train_loss": train_losses[-1] if train_losses else None,
         "stopped_early": state.global_step < state.max_steps,
@@ -479,7 +559,8 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
         "prompt_system": system, "base_model": base, "data": data, "fingerprint": fingerprint,
         "best_step": metrics["best_step"], "best_val_loss": metrics["best_val_loss"],
         "steps": metrics["steps"], "stopped_early": metrics["stopped_early"],
-        "resumed_from_step": int(resume_from.rsplit("-", 1)[1]) if resume_from else None,
+        "resumed_from_step": int(resume_from.rsplit("-", 1)[1]) if resume_from else None, "recipe": chosen,
+        "selected_by": selected_by, "best_val_score": metrics["best_val_score"],
         "val_records_used": len(val_records), "shared_prefix_tokens": len(trainer.shared_prefix),
         "num_processes": metrics["num_processes"],
     }
@@ -502,11 +583,16 @@ def main(params_file: str = "params.yaml") -> None:
         run_launched(launch_command("stages.train", [params_file], params.num_processes, params.distributed))
         return
     check_output_path(params.checkpoints, "train.checkpoints")
+    label_field = load_section(Task, "task", params_file).label_field
+    records = [*read_split(paths.split, "train"), *read_split(paths.split, "val")]
+    scorer = build_scorer(load_section(ScoreParams, "score", params_file), label_field, records)
+    scoring = (scorer, load_section(GenerateParams, "generate", params_file))
     trainer, info = train(params, prompt.system, paths.base_model, paths.split, paths.output("adapter"),
-                          paths.metrics_file("train"), Path(paths.metrics) / CURVES_DIR)
+                          paths.metrics_file("train"), Path(paths.metrics) / CURVES_DIR,
+                          label_field=label_field, scoring=scoring, demo_data=recipe.is_demo_data(paths.raw))
     if trainer.is_world_process_zero():
-        print(f"train: {params.method} -> {paths.adapter} (best step {info['best_step']} of {info['steps']}, "
-              f"val loss {info['best_val_loss']:.4f}{', stopped early' if info['stopped_early'] else ''})")
+        print(f"train: {params.method} -> {paths.adapter} (best step {info['best_step']} of {info['steps']} by "
+              f"{info['selected_by']} {info['best_val_score']:.4f}{', stopped early' if info['stopped_early'] else ''})")
 
 
 if __name__ == "__main__":

@@ -36,5 +36,6 @@ def setup_project(project_dir: Path, model_dir: Path, train: list[dict], test: l
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     split = project_dir / params["paths"]["split"]
     write_jsonl(split / "train.jsonl", train)
+    write_jsonl(split / "val.jsonl", train[: max(1, len(train) // 4)])  # val only chooses: a slice of train will do here
     write_jsonl(split / "test.jsonl", test)
     return params

@@ -8,8 +8,8 @@ import pytest
 
 from demo_project import demo_records, label_records, setup_project
 from stages import baseline
-from stages.baseline import (BaselineParams, active_strategies, best_strategy, retrieve_shots, select_few_shot,
-                             trivial_references)
+from stages.baseline import (BaselineParams, active_strategies, best_strategy, candidates, retrieve_shots,
+                             select_few_shot, trivial_references)
 from tuneproof.io import TuneproofError, read_json, read_jsonl
 from tuneproof.records import label_of
 from tuneproof.scoring import ScoreParams, metric_names
@@ -60,16 +60,21 @@ def test_active_strategies_and_best():
     assert active_strategies(params, "completion") == ["zero_shot", "rank", "few_shot"]
     with pytest.raises(TuneproofError, match="baseline.strategies has no strategy"):
         active_strategies(BaselineParams(strategies=["rank"]), "intent")
-    with pytest.raises(TuneproofError, match="baseline.retrieval_k is 0"):
-        active_strategies(BaselineParams(strategies=["retrieval"], retrieval_k=0), "intent")
-    assert active_strategies(BaselineParams(strategies=["zero_shot"], few_shot_k=0), "intent") == ["zero_shot"]
+    with pytest.raises(TuneproofError, match=r"baseline.retrieval_k is \[0\]"):
+        active_strategies(BaselineParams(strategies=["retrieval"], retrieval_k=[0]), "intent")
+    with pytest.raises(TuneproofError, match=r"baseline.few_shot_k is \[4, 4\]"):
+        active_strategies(BaselineParams(strategies=["few_shot"], few_shot_k=[4, 4]), "intent")
+    assert active_strategies(BaselineParams(strategies=["zero_shot"], few_shot_k=[0]), "intent") == ["zero_shot"]
     metrics = {"zero_shot": {"acc": 0.5}, "few_shot": {"acc": 0.7}, "retrieval": {"acc": 0.7}}
-    assert best_strategy(metrics, "acc") == {"strategy": "few_shot", "acc": 0.7}  # tie: first listed
+    assert best_strategy(metrics, "acc") == "few_shot"  # tie: first listed
+    assert candidates(["zero_shot", "few_shot", "retrieval"], BaselineParams(few_shot_k=[2, 8], retrieval_k=[4])) == [
+        ("zero_shot", None), ("few_shot", 2), ("few_shot", 8), ("retrieval", 4)]
 
 
 def test_main_writes_rows_and_metrics_deterministically(project_dir, tiny_model_dir):
     train, test = demo_records(24, seed=1), demo_records(6, seed=2, first_id=100)
-    params = setup_project(project_dir, tiny_model_dir, train, test)
+    params = setup_project(project_dir, tiny_model_dir, train, test,
+                           baseline={"few_shot_k": [1, 2], "retrieval_k": [2], "val_records": 4})
     baseline.main()
     out = project_dir / params["paths"]["baseline"]
     metrics_file = project_dir / params["paths"]["metrics"] / "baseline.json"
@@ -84,10 +89,14 @@ def test_main_writes_rows_and_metrics_deterministically(project_dir, tiny_model_
                    for r, t in zip(rows, test))
         assert set(rows[0]["scores"]) == set(metric_names(ScoreParams(**params["score"])))
         if strategy != "zero_shot":
-            k = params["baseline"][f"{strategy}_k"]
+            k = metrics["selection"]["k"][strategy]  # chosen on val among the candidates
+            assert k in params["baseline"][f"{strategy}_k"]
             assert all(len(r["shots"]) == k and set(r["shots"]) <= train_ids for r in rows)
         assert metrics[strategy]["task_success"] == sum(r["scores"]["task_success"] for r in rows) / len(rows)
-    assert metrics["best"]["strategy"] in strategies
+    selection = metrics["selection"]
+    assert selection["on"] == "val" and selection["records"] == 4 and selection["configs_tried"] == 4
+    assert set(selection["val"]) == {"zero_shot", "few_shot@1", "few_shot@2", "retrieval@2"}
+    assert metrics["best"]["strategy"] == selection["best"] in strategies
     assert metrics["trivial"]["n_test"] == len(test)
     before = {p.name: p.read_bytes() for p in [*out.glob("*.jsonl"), metrics_file]}
     baseline.main()
@@ -102,7 +111,10 @@ def test_main_on_a_label_task_runs_rank(project_dir, tiny_model_dir):
         prompt={"system": "Classify the message as ham or spam."}, baseline={"strategies": ["zero_shot", "rank"]})
     baseline.main()
     metrics = read_json(project_dir / params["paths"]["metrics"] / "baseline.json")
-    assert set(metrics) == {"zero_shot", "rank", "best", "trivial"}
+    assert set(metrics) == {"zero_shot", "rank", "best", "trivial", "selection"}
+    reference = read_jsonl(project_dir / params["paths"]["baseline"] / "reference_tfidf_logreg.jsonl")
+    assert [r["id"] for r in reference] == [r["id"] for r in label_records(rows[11:], first_id=50)]
+    assert metrics["trivial"]["tfidf_logreg"]["accuracy"] == 1.0  # "win cash prize" vs "see you at": separable
     rank_rows = read_jsonl(project_dir / params["paths"]["baseline"] / "rank.jsonl")
     assert all(r["prediction"] in ("ham", "spam") and r["predicted_label"] == r["prediction"] for r in rank_rows)
     assert metrics["rank"]["extracted"] == 1.0  # rank always answers with a label

@@ -9,7 +9,7 @@ import torch
 
 from demo_project import demo_records, setup_project
 from stages import evaluate
-from stages.evaluate import sample_records
+from tuneproof.records import sample_records
 from tuneproof.generation import generate
 from tuneproof.io import TuneproofError, read_json, read_jsonl
 from tuneproof.modeling import load_model, load_tokenizer

@@ -173,8 +173,9 @@ def test_exact_kind():
 def test_primary_must_be_a_per_example_metric_of_the_kind():
     with pytest.raises(TuneproofError, match="score.primary: 'accuracy'.*task_success"):
         validate(DEMO.__class__(kind="json", primary="accuracy", fields=["intent"]))
-    with pytest.raises(TuneproofError, match="score.primary: 'macro_f1'"):
-        validate(ScoreParams(kind="label", primary="macro_f1"))
+    validate(ScoreParams(kind="label", primary="macro_f1"))  # the corpus metric: compare bootstraps it whole
+    with pytest.raises(TuneproofError, match="score.primary: macro_f1 needs class labels"):
+        build_scorer(ScoreParams(kind="exact", primary="macro_f1"), None, [])
 
 
 def test_bad_style_regex_and_label_kind_mismatch_are_reported():

@@ -280,6 +280,7 @@ def test_main_writes_all_outputs_deterministically(project_dir):
         assert sum(metrics["labels"][s].values()) == metrics["records"][s]
     assert metrics["audit"]["pass"] is True and metrics["audit"]["prompt_max"] < 0.8
     assert metrics["groups"]["multi_record"] == 30
+    assert [w.split(" has")[0] for w in metrics["warnings"]] == ["val", "test"]  # 24 < 30 records each
     audit_json = read_json(project_dir / "data" / "split" / "audit.json")
     assert len(audit_json["records"]) == 48 and audit_json["prompt"]["threshold"] == 0.8
     split_ids = sorted(json.loads(line)["id"] for s in SPLITS
@@ -330,3 +331,15 @@ def test_main_checks_completions_only_for_tasks_without_label(project_dir):
     set_params(project_dir, split={"audit_completion_threshold": None})
     split_stage.main()
     assert read_json(project_dir / "data" / "split" / "audit.json")["completion"]["max"] == 1.0
+
+
+def test_split_warns_on_a_tiny_test_set_and_a_giant_leak_group():
+    """A real 243-record capitals set once split 238/2/1 in silence: one template group swallowed it."""
+    metrics = {"records": {"train": 238, "val": 2, "test": 1, "total": 241},
+               "groups": {"largest": 237}}
+    warnings = split_stage.size_warnings(metrics)
+    assert len(warnings) == 3
+    assert warnings[0].startswith("val has only 2 records") and "test has only 1 records" in warnings[1]
+    assert "no verdict can be earned" in warnings[1] and "one leak group holds 237 of 241" in warnings[2]
+    fine = {"records": {"train": 800, "val": 100, "test": 100, "total": 1000}, "groups": {"largest": 3}}
+    assert split_stage.size_warnings(fine) == []

@@ -47,7 +47,8 @@ def one_thread():
 
 def tiny_params(tmp_path, **overrides) -> stage.TrainParams:
     base = dict(max_steps=6, eval_steps=2, logging_steps=1, batch_size=4, learning_rate=5e-3, val_records=None,
-                checkpoints=str(tmp_path / "checkpoints"), lora=stage.LoraParams(r=4, alpha=8))
+                num_epochs=1.0, max_examples=None, balance="none", preset="data",
+                checkpoints=str(tmp_path / "checkpoints"), lora=stage.LoraParams(r=4, alpha=8, target_modules="all-linear"))
     return stage.TrainParams(**{**base, **overrides})
 
 
@@ -247,7 +248,7 @@ def test_gpu_path_knobs_reach_the_model_and_trainer(monkeypatch, tiny_model_dir,
 def test_lora_plus_gives_the_b_matrices_a_larger_step(tiny_model_dir, split_dir, tmp_path):
     from tuneproof.records import read_split
 
-    params = tiny_params(tmp_path, lora=stage.LoraParams(r=4, alpha=8, plus_lr_ratio=16))
+    params = tiny_params(tmp_path, lora=stage.LoraParams(r=4, alpha=8, plus_lr_ratio=16, target_modules="all-linear"))
     trainer = stage.build_trainer(params, SYSTEM, tiny_model_dir, read_split(split_dir, "train"),
                                   read_split(split_dir, "val"), params.checkpoints, tmp_path / "curves")
     names = {id(p): n for n, p in trainer.model.named_parameters()}
@@ -263,12 +264,12 @@ def test_last_layers_adapts_only_the_top_layers(tiny_model_dir, tmp_path):
     from peft import get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(r=4, last_layers=1)), model)
+    config = stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(r=4, last_layers=1, target_modules="all-linear")), model)
     trainable = {n for n, p in get_peft_model(model, config).named_parameters() if p.requires_grad}
     assert trainable and all(".layers.1." in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} >= {"q_proj", "down_proj"}  # still every linear kind
     with pytest.raises(TuneproofError, match="train.lora.last_layers: 3 is not between 1 and the model's 2"):
-        stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(last_layers=3)), model)
+        stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(last_layers=3, target_modules="all-linear")), model)
 
 
 def test_missing_split_is_a_clear_error(tiny_model_dir, tmp_path):
@@ -345,9 +346,13 @@ def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
     params["paths"].update(base_model=str(tiny_model_dir), split=str(split_dir))
     # the tiny byte-level tokenizer needs ~3x the demo's tokens for the same system prompt
     params["train"].update(max_steps=2, eval_steps=1, batch_size=4, val_records=4, max_length=4096)
+    params["score"].update(fields=["intent", "reply"], style={})  # the tiny split's answers carry these two
+    params["generate"].update(max_new_tokens=4)
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     stage.main("params.yaml")
     info = read_json(project_dir / params["paths"]["adapter"] / stage.ADAPTER_INFO)
+    assert info["recipe"]["preset"] == "data" and info["selected_by"] == "eval_task_success"
+    assert info["params"]["lora"]["target_modules"] == "all-linear" and info["params"]["balance"] == "sqrt"
     assert info["params"]["lora"]["r"] == params["train"]["lora"]["r"] and info["steps"] == 2
     assert info["prompt_system"] == params["prompt"]["system"] and info["shared_prefix_tokens"] > 0
     assert (project_dir / params["paths"]["metrics"] / "train.json").is_file()

@@ -14,8 +14,9 @@ where the id is the 1-based line number in the raw file, so every report points 
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Sequence
 
 from tuneproof.io import TuneproofError, read_jsonl
 
@@ -150,3 +151,10 @@ def read_split(split_dir: str | Path, name: str) -> list[dict]:
     if not records:
         raise TuneproofError(f"{path}: no records; check split.test_ratio/val_ratio and the input data")
     return records
+
+
+def sample_records(records: Sequence[dict], n: int, seed: int) -> list[dict]:
+    """A seeded sample of n records (all when n >= len), in id order so outputs are stable."""
+    ordered = sorted(records, key=lambda r: r["id"])
+    chosen = random.Random(seed).sample(ordered, min(n, len(ordered)))
+    return sorted(chosen, key=lambda r: r["id"])

@@ -17,7 +17,7 @@ from tuneproof.io import TuneproofError, atomic_path, sha256_file, write_json, w
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
 
-NOT_STRATEGIES = ("best", "trivial")  # summary entries of metrics/baseline.json beside the strategies
+NOT_STRATEGIES = ("best", "trivial", "selection")  # summary entries of metrics/baseline.json beside the strategies
 
 
 def strategy_metrics(baseline_metrics: dict) -> dict[str, dict]:

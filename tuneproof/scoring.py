@@ -16,8 +16,9 @@ each is its mean under the same name):
     matches) and `task_success` = valid JSON AND every field matches AND style ok: the answer
     could be sent as is. For the demo, fields intent/priority/reply make it the exact triage up
     to case, spacing and JSON formatting.
-`macro_f1` is the only corpus-level metric. `score.primary` names the per-example metric
-that decides the best baseline and the fine-tune's verdict.
+`macro_f1` is the only corpus-level metric. `score.primary` names the metric that decides the
+best baseline and the fine-tune's verdict: a per-example one, or macro_f1 for tasks with a label
+(compare then bootstraps macro-F1 itself; on an 88/12 task accuracy rewards the constant answer).
 
 Lenient extraction is applied identically to every system (baseline strategies and the
 fine-tune alike); it must never be tuned to favour one.
@@ -37,6 +38,7 @@ NO_LABEL = "<none>"  # predicted label when no single label could be extracted
 
 
 FIELD_MATCH = "_match"  # json: per-field metric suffix, e.g. intent_match
+CORPUS_METRIC = "macro_f1"  # the one corpus-level metric (tasks with a label); compare bootstraps it whole
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def metric_names(params: ScoreParams) -> list[str]:
 
 def validate(params: ScoreParams, where: str = "params.yaml: score") -> ScoreParams:
     """Reject a configuration whose primary metric the scorer would never produce."""
-    names = metric_names(params)
+    names = [*metric_names(params), CORPUS_METRIC]
     if params.primary not in names:
         raise TuneproofError(f"{where}.primary: {params.primary!r} is not a per-example metric of kind "
                              f"{params.kind!r}; choose one of {', '.join(names)}")
@@ -220,5 +222,8 @@ def build_scorer(params: ScoreParams, label_field: str | None, label_records: Se
     if params.kind == "label" and label_field != "completion":
         raise TuneproofError("score.kind is 'label' (the whole completion is a class label) but "
                              f"task.label_field is {label_field!r}; set task.label_field: completion")
+    if params.primary == CORPUS_METRIC and label_field is None:
+        raise TuneproofError(f"score.primary: {CORPUS_METRIC} needs class labels; set task.label_field "
+                             "or choose a per-example metric")
     labels = sorted({lab for r in label_records if (lab := label_of(r, label_field)) is not None}) if label_field else []
     return Scorer(params, label_field, tuple(labels))

@@ -33,11 +33,25 @@ def common_prompt_prefix(prompt_ids: Sequence[Sequence[int]]) -> list[int]:
 class SharedPrefixSFTTrainer(SFTTrainer):
     """SFTTrainer that encodes `shared_prefix` once per batch (see module docstring)."""
 
-    def __init__(self, *args, shared_prefix: Sequence[int] = (), **kwargs):
+    def __init__(self, *args, shared_prefix: Sequence[int] = (), val_metrics=None, **kwargs):
         super().__init__(*args, **kwargs)
+        self.val_metrics = val_metrics  # model -> {metric: value} of decoded val records, or None
         if shared_prefix and self.args.activation_checkpointing:
             raise ValueError("a shared prefix cache cannot be combined with activation checkpointing")
         self.shared_prefix = torch.tensor(list(shared_prefix), dtype=torch.long)
+
+    def evaluation_loop(self, *args, metric_key_prefix: str = "eval", **kwargs):
+        """The loss loop, plus the decoded val scores as `<prefix>_<metric>`: added here, before
+        Trainer logs them and its callbacks (early stopping, best checkpoint) read them."""
+        output = super().evaluation_loop(*args, metric_key_prefix=metric_key_prefix, **kwargs)
+        if self.val_metrics is not None:
+            model = self.accelerator.unwrap_model(self.model)
+            was_training = model.training
+            model.eval()
+            scores = self.val_metrics(model)
+            model.train(was_training)
+            output.metrics.update({f"{metric_key_prefix}_{name}": value for name, value in scores.items()})
+        return output
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         p = len(self.shared_prefix)
