@@ -2,26 +2,38 @@
 
     python -m stages.compare    # reads params.yaml: compare, score.primary, task.label_field, paths
 
-Inputs: per-example scores of every prompted strategy (baseline) and of the fine-tune (evaluate),
-the train stage's metrics and provenance, the split audit, the probe, and the split files.
+Inputs: per-example scores of every prompted strategy and of the trivial references (baseline),
+of the fine-tune on the test set and on a train sample (evaluate), the train stage's metrics and
+provenance, the split audit, the probe, and the split files.
 
-Checks (each PASS / FAIL / WARN with its evidence):
+Checks (each PASS / FAIL / WARN / N/A with its evidence):
   * same_test_set  - baseline and fine-tune were scored on exactly the same test ids.
   * significance   - paired bootstrap CI of primary(fine-tune) - primary(best prompted strategy);
-                     "clearly wins" = CI lower bound > compare.min_gain. McNemar's exact p for
-                     binary scores is reported beside it.
+                     "clearly wins" = CI lower bound > compare.min_gain. A primary of macro_f1 (a
+                     corpus metric) is recomputed for both systems on every resample. McNemar's
+                     exact p for binary per-example scores (label accuracy for macro_f1) beside it.
+  * evidence       - the test set can resolve compare.min_gain: at least compare.min_test_records
+                     records, and not a CI that straddles min_gain while wider than it (its width
+                     scales as 1/sqrt(n), which gives the number of records needed).
   * leakage        - the split audit passed, AND an independent re-check of the test prompts
                      against the train file the adapter actually saw (its sha256 must match the
                      one recorded at training): exact normalised matches and word-shingle MinHash
                      near-duplicates (a different measure from the audit's character n-grams).
-  * forgetting     - probe: general-text loss increase, KL(base || tuned), instruction pass drop.
+  * learnt         - the fine-tune fits its own training data: its train-sample primary beats the
+                     best prompted score and (label tasks) the constant majority answer on that
+                     sample by min_gain (a train score at the target always counts), and its most
+                     frequent test answer is not a collapse (share above the majority share +
+                     compare.max_collapse_excess).
+  * beats_trivial  - label tasks: the best prompted strategy beats every trivial reference (the
+                     majority answer; the baseline stage's TF-IDF + logistic regression) on the
+                     primary metric (paired bootstrap, CI lower bound > 0).
+  * forgetting     - probe: general-text loss increase, KL(base || tuned), instruction pass drop;
+                     N/A without probe results, which never ships.
   * overfitting    - train-sample vs test gap on the primary metric (FAIL above the limit);
                      validation loss rising after the best step (WARN: early stopping kept the best).
   * majority_label - tasks with a class label: the fine-tune's label accuracy must beat always
                      answering the majority train label (paired bootstrap, CI lower bound > 0; not
-                     min_gain, which a perfect model could not clear on a 97%-majority task). A
-                     fine-tune collapsed onto the majority class beats weak prompting on the
-                     accuracy of an imbalanced task while having learnt nothing.
+                     min_gain, which a perfect model could not clear on a 97%-majority task).
 Triage signals (seed step 1: is fine-tuning the right tool?):
   * prompting_suffices - the best prompted strategy already meets compare.target, or the
                          fine-tune is not clearly better than it.
@@ -30,33 +42,40 @@ Triage signals (seed step 1: is fine-tuning the right tool?):
                          either retrieval few-shot does at least as well as the fine-tune or the
                          fine-tune fails more on novel answers than on familiar ones.
   * format_not_content - for JSON tasks: validity/style improved but field correctness did not.
-Verdict: leakage FAIL -> DON'T SHIP; prompted meets target -> PROMPT SUFFICES; no clear win ->
-USE RAG when the knowledge-gap signal holds, else PROMPT SUFFICES; a clear win with forgetting,
-overfitting or majority_label FAIL -> DON'T SHIP; else SHIP.
+Verdict, first match wins:
+  leakage FAIL -> DON'T SHIP; evidence FAIL -> INSUFFICIENT EVIDENCE (with the records needed);
+  no clear win and the knowledge-gap signal -> USE RAG; learnt FAIL -> FINE-TUNE FAILED (a failed
+  attempt has not lost to prompting); prompted meets target or no clear win -> PROMPT SUFFICES
+  when beats_trivial is PASS or N/A, else NOTHING BEATS TRIVIAL; a clear win with forgetting,
+  overfitting or majority_label FAIL, or forgetting unchecked -> DON'T SHIP; else SHIP.
+NaN or infinite probe numbers, primary scores or gains are refused with the file and key.
 """
 
 from __future__ import annotations
 
-import json
-import re
+import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
-from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file, write_json
+from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file
 from tuneproof.neardup import near_duplicate_clusters, normalise
+from tuneproof.paired import (LABEL_METRICS, example_score, label_score, label_set, paired_gain, paired_primary,
+                              per_example_metric, scores_metric)
 from tuneproof.params import load_section
 from tuneproof.records import prompt_text
 from tuneproof.report import strategy_metrics, write_outputs
-from tuneproof.scoring import FIELD_MATCH, ScoreParams
+from tuneproof.scoring import FIELD_MATCH, NO_LABEL, ScoreParams
 from tuneproof.stats import mcnemar_exact, paired_bootstrap
+from tuneproof.verdict_advice import (DONT_SHIP, FAIL, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NA,
+                                      NO_SKILL, PASS, PROMPT_SUFFICES, SHIP, USE_RAG, WARN, next_steps)
 
-SHIP, DONT_SHIP, PROMPT_SUFFICES, USE_RAG = "SHIP", "DON'T SHIP", "PROMPT SUFFICES", "USE RAG"
-PASS, FAIL, WARN, NA = "PASS", "FAIL", "WARN", "N/A"
+NO_TRAIN_SAMPLE = "no train sample scored (evaluate.train_sample: 0)"
+REFERENCE_PREFIX = "reference_"  # <paths.baseline>/reference_<name>.jsonl: a trivial reference's per-example rows
 STOPWORDS = frozenset("""a an and are as at be but by for from has have he her his i in is it its
     of on or our she that the their them they this to was we were will with you your""".split())
 
@@ -93,6 +112,8 @@ class CompareParams:
     bootstrap_resamples: int = 10_000   # paired bootstrap resamples
     confidence: float = 0.95            # confidence level of the interval
     seed: int = 0                       # bootstrap seed
+    min_test_records: int = 30          # fewer paired test records than this -> INSUFFICIENT EVIDENCE, whatever the CI
+    max_collapse_excess: float = 0.1    # share of the fine-tune's most frequent test answer allowed above the majority label's share
     leakage: LeakageParams = field(default_factory=LeakageParams)
     forgetting: ForgettingParams = field(default_factory=ForgettingParams)
     overfitting: OverfittingParams = field(default_factory=OverfittingParams)
@@ -103,31 +124,54 @@ def check(name: str, status: str, evidence: str, **data) -> dict:
     return {"name": name, "status": status, "evidence": evidence, **data}
 
 
-def paired_primary(finetune: list[dict], baseline: list[dict], metric: str) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Align two systems' per-example rows by id; error if they were not scored on the same test set."""
-    ft = {row["id"]: row["scores"][metric] for row in finetune}
-    base = {row["id"]: row["scores"][metric] for row in baseline}
-    if set(ft) != set(base):
-        missing, extra = sorted(set(base) - set(ft))[:5], sorted(set(ft) - set(base))[:5]
-        raise TuneproofError(f"baseline and fine-tune were scored on different test sets "
-                             f"(only in baseline: {missing}, only in fine-tune: {extra}); re-run both")
-    ids = sorted(ft)
-    return ids, np.array([ft[i] for i in ids], float), np.array([base[i] for i in ids], float)
+def require_finite(where: str, values: dict[str, float | None], fix: str) -> None:
+    """Refuse NaN and infinity: every comparison with one is False, so a check would pass or fail by accident."""
+    for key, value in values.items():
+        if value is not None and not math.isfinite(value):
+            raise TuneproofError(f"{where}: {key} is {value}; {fix}")
+
+
+def bootstrap_gain(a_rows: list[dict], b_rows: list[dict], metric: str, params: CompareParams,
+                   names: tuple[str, str] = ("fine-tune", "baseline")):
+    """(bootstrap of metric(a) - metric(b), a's score, b's score) with the compare params."""
+    return paired_gain(a_rows, b_rows, metric, params.bootstrap_resamples, params.seed, params.confidence, names)
 
 
 def significance(finetune: list[dict], baseline: list[dict], metric: str, params: CompareParams) -> dict:
+    boot, ft, base = bootstrap_gain(finetune, baseline, metric, params)
+    require_finite(f"significance of {metric}", {"gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high},
+                   "check the per-example rows of baseline and evaluate")
+    per_example = per_example_metric(metric)
     _, a, b = paired_primary(finetune, baseline, metric)
-    boot = paired_bootstrap(a, b, params.bootstrap_resamples, params.seed, params.confidence)
     binary = bool(np.isin(a, (0, 1)).all() and np.isin(b, (0, 1)).all())
     mcnemar = mcnemar_exact(a, b) if binary else None
     wins = boot.ci_low > params.min_gain
-    evidence = (f"{metric}: fine-tune {a.mean():.3f} vs best prompted {b.mean():.3f}, gain {boot.mean_diff:+.3f}, "
+    on = "" if per_example == metric else f" on per-example {per_example}"
+    evidence = (f"{metric}: fine-tune {ft:.3f} vs best prompted {base:.3f}, gain {boot.mean_diff:+.3f}, "
                 f"{100 * params.confidence:.0f}% CI [{boot.ci_low:+.3f}, {boot.ci_high:+.3f}] over {boot.n} paired examples"
-                + (f"; McNemar exact p = {mcnemar.p_value:.2g} ({mcnemar.a_only} fixed, {mcnemar.b_only} broken)" if mcnemar else "")
+                + (f"; McNemar exact p{on} = {mcnemar.p_value:.2g} ({mcnemar.a_only} fixed, {mcnemar.b_only} broken)" if mcnemar else "")
                 + f"; clearly wins = CI lower bound > {params.min_gain}")
     return check("significance", PASS if wins else FAIL, evidence, gain=boot.mean_diff, ci_low=boot.ci_low,
-                 ci_high=boot.ci_high, n=boot.n, finetune=float(a.mean()), baseline=float(b.mean()),
+                 ci_high=boot.ci_high, n=boot.n, finetune=ft, baseline=base,
                  p_value=mcnemar.p_value if mcnemar else None)
+
+
+def evidence_size(sig: dict, params: CompareParams) -> dict:
+    """Can this test set resolve compare.min_gain? A CI that straddles min_gain while wider than it
+    cannot tell the gain from noise; the CI width scales as 1/sqrt(n), which gives the n needed."""
+    n, low, high, bar = sig["n"], sig["ci_low"], sig["ci_high"], params.min_gain
+    half = (high - low) / 2
+    n_needed = max(params.min_test_records, math.ceil(n * (half / bar) ** 2) if bar > 0 else n)
+    problems = []
+    if n < params.min_test_records:
+        problems.append(f"{n} paired test record(s), fewer than compare.min_test_records {params.min_test_records}")
+    if low <= bar <= high and half > bar:
+        problems.append(f"the CI [{low:+.3f}, {high:+.3f}] contains min_gain {bar} and its half-width {half:.3f} is wider")
+    if problems:
+        evidence = "; ".join(problems) + f": about {n_needed} test records are needed to resolve a gain of {bar}"
+    else:
+        evidence = f"{n} paired test records; the CI [{low:+.3f}, {high:+.3f}] (half-width {half:.3f}) resolves a gain of {bar}"
+    return check("evidence", FAIL if problems else PASS, evidence, n=n, n_needed=n_needed, half_width=half)
 
 
 def leaked_pairs(test: list[dict], train: list[dict], params: LeakageParams) -> list[dict]:
@@ -167,10 +211,14 @@ def leakage(audit: dict, test: list[dict], train: list[dict], train_sha_seen: st
     return check("leakage", FAIL if problems else PASS, evidence, pairs=pairs)
 
 
-def forgetting(probe: dict | None, params: ForgettingParams) -> dict:
+def forgetting(probe: dict | None, params: ForgettingParams, where: str = "metrics/probe.json") -> dict:
     if probe is None:
-        return check("forgetting", NA, "no probe results")
+        return check("forgetting", NA, "no probe results (run the probe stage)")
     base, tuned = probe["base"], probe["finetune"]
+    require_finite(where, {"base.text_loss": base["text_loss"], "finetune.text_loss": tuned["text_loss"],
+                           "base.instruction_pass": base["instruction_pass"],
+                           "finetune.instruction_pass": tuned["instruction_pass"],
+                           "kl_base_finetune": probe["kl_base_finetune"]}, "re-run probe")
     loss_rise = (tuned["text_loss"] - base["text_loss"]) / base["text_loss"]
     drop = base["instruction_pass"] - tuned["instruction_pass"]
     kl = probe["kl_base_finetune"]
@@ -185,6 +233,8 @@ def forgetting(probe: dict | None, params: ForgettingParams) -> dict:
 
 
 def overfitting(train_metrics: dict | None, evaluate: dict, metric: str, params: OverfittingParams) -> dict:
+    if metric not in (evaluate.get("train_sample") or {}):
+        return check("overfitting", NA, NO_TRAIN_SAMPLE)
     gap = evaluate["train_sample"][metric] - evaluate["finetune"][metric]
     parts = [f"{metric} train sample {evaluate['train_sample'][metric]:.3f} vs test {evaluate['finetune'][metric]:.3f} (gap {gap:+.3f})"]
     status = FAIL if gap > params.max_train_test_gap else PASS
@@ -220,6 +270,92 @@ def majority_label(finetune: list[dict], trivial: dict, params: CompareParams) -
                  ci_high=boot.ci_high, most_frequent=top, most_frequent_share=count / len(rows))
 
 
+def fit_on_train_sample(score: float, train_rows: list[dict] | None, best: dict, majority: str | None,
+                        metric: str, params: CompareParams) -> tuple[bool, str, dict]:
+    """Does the fine-tune's train-sample primary clear the best prompted test score and (label
+    tasks) the constant majority answer on that sample, by min_gain? A train score at the target
+    counts as learnt (the bar is capped there, or a task prompting nearly solves could never pass)."""
+    references = {f"best prompted ({best['strategy']}) on test": best[metric]}
+    labelled = [r for r in train_rows or [] if r.get("label") is not None]
+    if majority is not None and labelled and metric in LABEL_METRICS:
+        true = [str(r["label"]) for r in labelled]
+        labels = sorted({*label_set(labelled), majority})
+        references[f"always '{majority}' on the train sample"] = label_score(true, [majority] * len(true), metric, labels)
+    bar = min(max(references.values()) + params.min_gain, params.target)
+    failed = score <= bar
+    text = (f"train-sample {metric} {score:.3f} {'<=' if failed else '>'} {bar:.3f} = min(max("
+            + ", ".join(f"{name} {value:.3f}" for name, value in references.items())
+            + f") + min_gain {params.min_gain}, target {params.target})"
+            + ("; it did not fit its own training data" if failed else ""))
+    return failed, text, {"train_sample": score, "bar": bar, "references": references}
+
+
+def label_collapse(rows: list[dict], max_excess: float) -> tuple[bool, str, dict] | None:
+    """Is the fine-tune's most frequent test answer far more frequent than the majority label?
+    None when the rows carry no label or no answer names one."""
+    labelled = [r for r in rows if "label" in r and "predicted_label" in r]
+    answers = Counter(str(r["predicted_label"]) for r in labelled if r["predicted_label"] not in (None, NO_LABEL))
+    if not answers:
+        return None
+    top, count = answers.most_common(1)[0]
+    majority, majority_count = Counter(str(r["label"]) for r in labelled).most_common(1)[0]
+    share, majority_share = count / len(labelled), majority_count / len(labelled)
+    failed = share > majority_share + max_excess
+    text = (f"its most frequent test answer, '{top}', is {share:.0%} of the answers vs {majority_share:.0%} for the "
+            f"majority label '{majority}' (allowed excess {max_excess})" + ("; it collapsed onto one answer" if failed else ""))
+    return failed, text, {"most_frequent": top, "most_frequent_share": share, "majority_share": majority_share}
+
+
+def learnt(evaluate: dict, train_sample_rows: list[dict] | None, finetune_rows: list[dict], best: dict,
+           majority: str | None, metric: str, params: CompareParams) -> dict:
+    """Did the fine-tune learn the task at all? One that cannot fit its own training sample, or
+    that answers one label whatever the input, has not lost to prompting: the attempt failed."""
+    score = (evaluate.get("train_sample") or {}).get(metric)
+    fit = None if score is None else fit_on_train_sample(score, train_sample_rows, best, majority, metric, params)
+    parts = [part for part in (fit, label_collapse(finetune_rows, params.max_collapse_excess)) if part]
+    if not parts:
+        return check("learnt", NA, NO_TRAIN_SAMPLE)
+    failed = any(part[0] for part in parts)
+    evidence = "; ".join(([] if fit else [NO_TRAIN_SAMPLE]) + [part[1] for part in parts])
+    status = FAIL if failed else PASS if fit else NA
+    return check("learnt", status, evidence, **{key: value for part in parts for key, value in part[2].items()})
+
+
+def majority_rows(rows: list[dict], majority: str | None) -> list[dict]:
+    """The constant answer `majority` as a system, scored on the labelled test rows."""
+    if majority is None or not rows or not all("label" in r for r in rows):
+        return []
+    return [{"id": r["id"], "prediction": majority, "reference": r["reference"], "label": r["label"],
+             "predicted_label": majority, "scores": {"accuracy": float(str(r["label"]) == majority),
+                                                     "exact": float(r["reference"].strip() == majority)}}
+            for r in rows]
+
+
+def reference_gain(best_rows: list[dict], finetune_rows: list[dict], name: str, rows: list[dict], metric: str,
+                   params: CompareParams) -> dict:
+    """The best prompted strategy (and the fine-tune) against one trivial reference."""
+    boot, prompted, score = bootstrap_gain(best_rows, rows, metric, params, ("best prompted strategy", name))
+    ft_boot, finetune, _ = bootstrap_gain(finetune_rows, rows, metric, params, ("fine-tune", name))
+    return {"score": score, "prompted": prompted, "finetune": finetune, "gain": boot.mean_diff, "ci_low": boot.ci_low,
+            "ci_high": boot.ci_high, "finetune_beats": bool(ft_boot.ci_low > 0)}
+
+
+def beats_trivial(best_rows: list[dict], finetune_rows: list[dict], references: dict[str, list[dict]], metric: str,
+                  params: CompareParams) -> dict:
+    """Does the best prompted strategy beat every trivial reference on the primary metric (CI lower bound > 0)?"""
+    usable = {name: rows for name, rows in references.items() if scores_metric(rows, metric)}
+    if not usable:
+        return check("beats_trivial", NA, f"no trivial reference produces {metric}" if references
+                     else "the task has no class label (task.label_field: null)")
+    results = {name: reference_gain(best_rows, finetune_rows, name, rows, metric, params) for name, rows in usable.items()}
+    unbeaten = sorted((name for name, r in results.items() if r["ci_low"] <= 0), key=lambda name: -results[name]["score"])
+    evidence = f"{metric} of the best prompted strategy vs " + "; ".join(
+        f"{name} {r['score']:.3f}: gain {r['gain']:+.3f}, CI [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]"
+        for name, r in results.items()) + (f"; not beaten: {', '.join(unbeaten)}" if unbeaten else "")
+    return check("beats_trivial", FAIL if unbeaten else PASS, evidence, references=results,
+                 strongest_unbeaten=unbeaten[0] if unbeaten else None)
+
+
 def content_words(text: str) -> set[str]:
     return {w for w in normalise(text).split() if w not in STOPWORDS and (len(w) > 2 or w.isdigit())}
 
@@ -239,7 +375,7 @@ def answer_novelty(test: list[dict], train: list[dict]) -> dict[str, bool]:
 def triage(best: dict, sig: dict, strategies: dict, finetune: dict, finetune_rows: list[dict],
            novel: dict[str, bool], metric: str, params: CompareParams) -> dict:
     novelty = float(np.mean(list(novel.values()))) if novel else 0.0
-    scores = {row["id"]: row["scores"][metric] for row in finetune_rows}
+    scores = {row["id"]: example_score(row, metric) for row in finetune_rows}
     novel_ids = [i for i in scores if novel.get(i)]
     familiar_ids = [i for i in scores if not novel.get(i)]
     ft_novel = float(np.mean([scores[i] for i in novel_ids])) if novel_ids else None
@@ -264,92 +400,128 @@ def triage(best: dict, sig: dict, strategies: dict, finetune: dict, finetune_row
     }
 
 
-def decide(checks: dict[str, dict], signals: dict) -> tuple[str, list[str]]:
-    """Verdict and the reasons behind it (see module docstring for the order)."""
-    if checks["leakage"]["status"] == FAIL:
-        return DONT_SHIP, ["leakage: " + checks["leakage"]["evidence"]]
+def prompting_verdict(checks: dict[str, dict], signals: dict) -> tuple[str, list[str]]:
+    """No clear win for the fine-tune (or prompting already meets the target): PROMPT SUFFICES,
+    unless prompting does not even beat a trivial reference."""
+    trivial = checks["beats_trivial"]
+    if trivial["status"] == FAIL:
+        name = trivial["strongest_unbeaten"]
+        ref = trivial["references"][name]
+        who = ("neither prompting nor the fine-tune beats" if not ref["finetune_beats"] else
+               "the fine-tune is not clearly better than prompting, and prompting does not beat")
+        return NO_SKILL, [f"{who} {name} at {ref['score']:.3f} (prompting {ref['prompted']:.3f}, fine-tune "
+                          f"{ref['finetune']:.3f}); use that classifier or fix the data: {trivial['evidence']}"]
     if signals["prompted_meets_target"]:
         return PROMPT_SUFFICES, ["the best prompted strategy already meets the target"]
-    if checks["significance"]["status"] != PASS:
-        if signals["knowledge_gap"]:
-            return USE_RAG, ["the fine-tune does not clearly beat prompting and the answers carry content "
-                             "absent from training (answer novelty "
-                             f"{signals['answer_novelty']:.2f}): the model lacks facts, not format"]
-        return PROMPT_SUFFICES, ["the fine-tune is not clearly better than the best prompted strategy: "
-                                 + checks["significance"]["evidence"]]
-    failed = [f"{name}: {c['evidence']}" for name, c in checks.items() if c["status"] == FAIL]
+    return PROMPT_SUFFICES, ["the fine-tune is not clearly better than the best prompted strategy: "
+                             + checks["significance"]["evidence"]]
+
+
+def decide(checks: dict[str, dict], signals: dict) -> tuple[str, list[str]]:
+    """Verdict and the reasons behind it (see module docstring for the order)."""
+    status = {name: c["status"] for name, c in checks.items()}
+    if status["leakage"] == FAIL:
+        return DONT_SHIP, ["leakage: " + checks["leakage"]["evidence"]]
+    if status["evidence"] == FAIL:
+        return INSUFFICIENT_EVIDENCE, ["the test set cannot resolve a gain of compare.min_gain: "
+                                       + checks["evidence"]["evidence"]]
+    clear_win = status["significance"] == PASS
+    if not clear_win and signals["knowledge_gap"]:
+        return USE_RAG, ["the fine-tune does not clearly beat prompting and the answers carry content "
+                         "absent from training (answer novelty "
+                         f"{signals['answer_novelty']:.2f}): the model lacks facts, not format"]
+    if status["learnt"] == FAIL:
+        return FINETUNE_FAILED, ["the fine-tune did not learn the task, so it has not lost to prompting: "
+                                 + checks["learnt"]["evidence"]]
+    if signals["prompted_meets_target"] or not clear_win:
+        return prompting_verdict(checks, signals)
+    failed = [f"{name}: {checks[name]['evidence']}" for name in ("forgetting", "overfitting", "majority_label")
+              if status[name] == FAIL]
+    if status["forgetting"] == NA:
+        failed.append(FORGETTING_UNCHECKED)
     if failed:
         return DONT_SHIP, failed
     return SHIP, ["the fine-tune clearly beats the best prompted strategy without regressing general ability"]
 
 
-NEXT_STEPS = {
-    "leakage": "Remove the leaked test records from training (re-run dedup/split with a lower split.group_threshold), "
-               "then retrain: every number above is inflated until then.",
-    PROMPT_SUFFICES: "Serve the best prompted strategy. If the target is not met yet, improve the prompt and the few-shot "
-                     "pool first; fine-tune only once the data covers what prompting cannot (check label balance and "
-                     "label correctness on the errors in the samples below).",
-    USE_RAG: "Put the facts in a retrieval index (the training completions are a start) and prompt with retrieved "
-             "context; fine-tuning teaches format and style, not new facts. Fine-tune afterwards only for the format.",
-    "forgetting": "Mix general instruction data into training (replay, 10-30%), prefer LoRA over full fine-tuning, "
-                  "lower the rank or learning rate; then re-check the probe.",
-    "majority_label": "Balance the training labels (oversample the minority classes or cap the majority one) and check "
-                      "the minority labels are right; an accuracy on an imbalanced test set hides a constant answer, "
-                      "so read macro_f1 beside it.",
-    "overfitting": "Add more varied training examples (coverage of phrasings and labels) and fix inconsistent labels "
-                   "before training longer; early stopping already keeps the best step.",
-    SHIP: "Ship the adapter with the model card; keep the test set frozen and re-run this pipeline on new data.",
-}
+def require_finite_primary(baseline_metrics: dict, evaluate_metrics: dict, metric: str, metrics_dir: str) -> None:
+    """The primary scores every check reads, refused when NaN or infinite."""
+    require_finite(f"{metrics_dir}/evaluate.json", {f"{part}.{metric}": evaluate_metrics[part].get(metric)
+                                                    for part in ("finetune", "train_sample") if part in evaluate_metrics},
+                   "re-run evaluate")
+    systems = {"best": baseline_metrics["best"], **strategy_metrics(baseline_metrics)}
+    require_finite(f"{metrics_dir}/baseline.json", {f"{name}.{metric}": m.get(metric) for name, m in systems.items()},
+                   "re-run baseline")
 
 
-def next_steps(verdict: str, checks: dict[str, dict]) -> list[str]:
-    if verdict == DONT_SHIP:
-        return [NEXT_STEPS[name] for name, c in checks.items() if c["status"] == FAIL and name in NEXT_STEPS]
-    return [NEXT_STEPS[verdict]]
+def versus_table(finetune_rows: list[dict], baseline_rows: dict[str, list[dict]], metric: str,
+                 params: CompareParams) -> dict:
+    """The fine-tune against every prompted strategy, for the before/after table."""
+    versus = {}
+    for name, rows in baseline_rows.items():
+        if not scores_metric(rows, metric):
+            continue  # e.g. a label-only strategy on a task whose primary metric needs the whole answer
+        boot, _, _ = bootstrap_gain(finetune_rows, rows, metric, params, ("fine-tune", name))
+        versus[name] = {"gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
+    return versus
 
 
 def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: dict, finetune_rows: list[dict],
                       evaluate_metrics: dict, train_metrics: dict | None, probe: dict | None, audit: dict,
                       test: list[dict], train: list[dict], train_sha_seen: str | None, train_sha_now: str,
-                      metric: str, params: CompareParams) -> dict:
-    """All checks, triage signals, the verdict and next steps, as one JSON-able dict."""
-    best_name = baseline_metrics["best"]["strategy"]
-    strategies = strategy_metrics(baseline_metrics)
-    ids, _, _ = paired_primary(finetune_rows, baseline_rows[best_name], metric)
+                      metric: str, params: CompareParams, train_sample_rows: list[dict] | None = None,
+                      reference_rows: dict[str, list[dict]] | None = None, metrics_dir: str = "metrics") -> dict:
+    """All checks, triage signals, the verdict and next steps, as one JSON-able dict.
+
+    `train_sample_rows`: the fine-tune's per-example rows on the evaluate stage's train sample;
+    `reference_rows`: trivial references' per-example test rows by name (the majority answer is
+    added here); `metrics_dir`: where the metrics files are, for error messages."""
+    require_finite_primary(baseline_metrics, evaluate_metrics, metric, metrics_dir)
+    best, trivial = baseline_metrics["best"], baseline_metrics.get("trivial") or {}
+    best_rows = baseline_rows[best["strategy"]]
+    ids, _, _ = paired_primary(finetune_rows, best_rows, metric)
+    references = {"majority": majority_rows(finetune_rows, trivial.get("majority_label"))}
+    references = {name: rows for name, rows in {**references, **(reference_rows or {})}.items() if rows}
+    sig = significance(finetune_rows, best_rows, metric, params)
     checks = {
         "same_test_set": check("same_test_set", PASS, f"{len(ids)} test ids, identical for baseline and fine-tune"),
-        "significance": significance(finetune_rows, baseline_rows[best_name], metric, params),
+        "significance": sig,
+        "evidence": evidence_size(sig, params),
         "leakage": leakage(audit, test, train, train_sha_seen, train_sha_now, params.leakage),
-        "forgetting": forgetting(probe, params.forgetting),
+        "learnt": learnt(evaluate_metrics, train_sample_rows, finetune_rows, best, trivial.get("majority_label"),
+                         metric, params),
+        "beats_trivial": beats_trivial(best_rows, finetune_rows, references, metric, params),
+        "forgetting": forgetting(probe, params.forgetting, f"{metrics_dir}/probe.json"),
         "overfitting": overfitting(train_metrics, evaluate_metrics, metric, params.overfitting),
-        "majority_label": majority_label(finetune_rows, baseline_metrics.get("trivial") or {}, params),
+        "majority_label": majority_label(finetune_rows, trivial, params),
     }
-    signals = triage(baseline_metrics["best"], checks["significance"], strategies, evaluate_metrics["finetune"],
-                     finetune_rows, answer_novelty(test, train), metric, params)
+    signals = triage(best, sig, strategy_metrics(baseline_metrics), evaluate_metrics["finetune"], finetune_rows,
+                     answer_novelty(test, train), metric, params)
     verdict, reasons = decide(checks, signals)
-    versus = {}  # the fine-tune against every prompted strategy, for the before/after table
-    for name, rows in baseline_rows.items():
-        if not all(metric in row["scores"] for row in rows):
-            continue  # e.g. a label-only strategy on a task whose primary metric needs the whole answer
-        _, a, b = paired_primary(finetune_rows, rows, metric)
-        boot = paired_bootstrap(a, b, params.bootstrap_resamples, params.seed, params.confidence)
-        versus[name] = {"gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
     return {"verdict": verdict, "reasons": reasons, "next_steps": next_steps(verdict, checks),
-            "primary": metric, "best_strategy": best_name, "checks": checks, "signals": signals,
-            "versus": versus, "confidence": params.confidence}
+            "primary": metric, "best_strategy": best["strategy"], "checks": checks, "signals": signals,
+            "versus": versus_table(finetune_rows, baseline_rows, metric, params), "confidence": params.confidence}
 
 
 def compare_metrics(evidence: dict) -> dict:
-    """The flat metrics file: `dvc exp show` gets columns for verdict, gain and CI."""
-    sig = evidence["checks"]["significance"]
-    return {"verdict": evidence["verdict"], "primary": evidence["primary"], "best_strategy": evidence["best_strategy"],
-            "gain": sig["gain"], "ci_low": sig["ci_low"], "ci_high": sig["ci_high"], "p_value": sig["p_value"],
-            "answer_novelty": evidence["signals"]["answer_novelty"],
-            "checks": {name: c["status"] for name, c in evidence["checks"].items()}}
+    """The flat metrics file: `dvc exp show` gets columns for verdict, gain, CI and the records needed."""
+    checks = evidence["checks"]
+    sig = checks["significance"]
+    metrics = {"verdict": evidence["verdict"], "primary": evidence["primary"], "best_strategy": evidence["best_strategy"],
+               "gain": sig["gain"], "ci_low": sig["ci_low"], "ci_high": sig["ci_high"], "p_value": sig["p_value"],
+               "answer_novelty": evidence["signals"]["answer_novelty"], "n_needed": checks["evidence"]["n_needed"],
+               "checks": {name: c["status"] for name, c in checks.items()}}
+    if checks["learnt"].get("train_sample") is not None:
+        metrics["finetune_train_sample"] = checks["learnt"]["train_sample"]
+    return metrics
 
 
 def _optional_json(path: Path) -> dict | None:
     return read_json(path) if path.is_file() else None
+
+
+def _optional_jsonl(path: Path) -> list[dict] | None:
+    return read_jsonl(path) if path.is_file() else None
 
 
 def main(params_file: str = "params.yaml") -> None:
@@ -358,17 +530,20 @@ def main(params_file: str = "params.yaml") -> None:
     task = load_section(Task, "task", params_file)
     paths = load_section(Paths, "paths", params_file)
     baseline_metrics = read_json(paths.metrics_file("baseline"))
-    baseline_rows = {name: read_jsonl(Path(paths.baseline) / f"{name}.jsonl") for name in strategy_metrics(baseline_metrics)}
-    split_dir = Path(paths.split)
+    baseline_dir, evaluate_dir, split_dir = Path(paths.baseline), Path(paths.evaluate), Path(paths.split)
+    baseline_rows = {name: read_jsonl(baseline_dir / f"{name}.jsonl") for name in strategy_metrics(baseline_metrics)}
+    references = {path.stem[len(REFERENCE_PREFIX):]: read_jsonl(path)
+                  for path in sorted(baseline_dir.glob(f"{REFERENCE_PREFIX}*.jsonl"))}
     train_info = _optional_json(Path(paths.adapter) / "tuneproof_train.json") or {}
-    finetune_rows = read_jsonl(Path(paths.evaluate) / "test.jsonl")
+    finetune_rows = read_jsonl(evaluate_dir / "test.jsonl")
     evaluate_metrics = read_json(paths.metrics_file("evaluate"))
     evidence = evaluate_evidence(
         baseline_rows, baseline_metrics, finetune_rows, evaluate_metrics, _optional_json(paths.metrics_file("train")),
         _optional_json(paths.metrics_file("probe")), read_json(split_dir / "audit.json"),
         read_jsonl(split_dir / "test.jsonl"), read_jsonl(split_dir / "train.jsonl"),
         train_info.get("data", {}).get("train", {}).get("sha256"), sha256_file(split_dir / "train.jsonl"),
-        score.primary, params)
+        score.primary, params, train_sample_rows=_optional_jsonl(evaluate_dir / "train_sample.jsonl"),
+        reference_rows=references, metrics_dir=paths.metrics)
     write_outputs(evidence, compare_metrics(evidence), paths, task, baseline_rows, baseline_metrics,
                   train_info, evaluate_metrics, finetune_rows)
     print(f"verdict: {evidence['verdict']} - " + "; ".join(evidence["reasons"]))

@@ -29,7 +29,6 @@ VENV_BIN = Path(sys.executable).parent  # the venv running pytest: its dvc and t
 RAW = "data/raw/headlines.jsonl"
 README_RAW = "data/raw/mine.jsonl"  # the README's name for the user's file
 LABELS = {"sports", "weather", "finance"}
-VERDICTS = ("SHIP", "DON'T SHIP", "PROMPT SUFFICES", "USE RAG")
 METRICS_STAGES = ("dedup", "split", "baseline", "train", "evaluate", "probe", "compare")
 
 # Headline = subject + event + tail, drawn per topic: the subject and the event give the topic away
@@ -104,20 +103,18 @@ def walkthrough_params(model_dir: Path) -> dict[str, object]:
         "task.label_field": "completion",
         "prompt.system": "Classify the news headline by topic. Answer with one word: sports, weather or finance.",
         "score.kind": "label",
-        "score.primary": "accuracy",
+        "score.primary": "macro_f1",
         "score.fields": [],
         "score.style": {},
         "dedup.truth": None,
         "generate.max_new_tokens": 4,
-        "train.method": "lora",
-        "train.max_steps": 2,
-        "train.batch_size": 4,
-        "train.learning_rate": 1.0e-3,
     }
 
 
-# Not in the walkthrough: keep validation and the train-sample evaluation tiny so the test is fast.
-TINY = {"train.eval_steps": 1, "train.val_records": 4, "evaluate.train_sample": 4}
+# Not in the walkthrough (the train knobs stay at auto there): keep training, validation and the
+# train-sample evaluation tiny so the test is fast.
+TINY = {"train.max_steps": 2, "train.learning_rate": 1.0e-3, "train.eval_steps": 1, "train.val_records": 4,
+        "evaluate.train_sample": 4, "baseline.val_records": 4}
 
 
 def set_params(params_file: Path, values: dict[str, object]) -> None:
@@ -213,8 +210,12 @@ def test_byo_walkthrough_runs_end_to_end_on_a_fresh_copy(tmp_path, tiny_model_di
     assert (repo / "models/adapter/adapter_model.safetensors").is_file()
 
     report = (repo / "reports/report.md").read_text()
-    verdict = json.loads((repo / "metrics/compare.json").read_text())["verdict"]
-    assert verdict in VERDICTS
+    compare = json.loads((repo / "metrics/compare.json").read_text())
+    verdict = compare["verdict"]
+    # ~100 records leave ~6 for test (split.test_ratio 0.06): under compare.min_test_records, so no
+    # verdict can be earned, and the report says how many records would be needed.
+    assert verdict == "INSUFFICIENT EVIDENCE" and compare["n_needed"] >= 30
+    assert "split: WARNING: test has only" in repro.stderr
     assert report.splitlines()[0] == f"# tuneproof verdict: {verdict}"
     assert f"verdict: {verdict}" in repro.stdout
     # What ships: the adapter exactly as trained, with the model card (HF front matter) as README.md.

@@ -1,15 +1,21 @@
-"""The verdict on four generated scenarios (recorded per-example scores, no model needed)."""
+"""The verdict on generated scenarios (recorded per-example scores, no model needed)."""
 
 from __future__ import annotations
 
 import json
+import math
 import random
 from collections import Counter
 
 import pytest
+from sklearn.metrics import f1_score
 
-from stages.compare import (DONT_SHIP, PROMPT_SUFFICES, SHIP, USE_RAG, CompareParams, answer_novelty,
-                            compare_metrics, evaluate_evidence)
+from stages.compare import (DONT_SHIP, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NO_SKILL,
+                            PROMPT_SUFFICES, SHIP, USE_RAG, CompareParams, answer_novelty, compare_metrics,
+                            evaluate_evidence)
+from tuneproof.io import TuneproofError
+from tuneproof.report import before_after_table
+from tuneproof.stats import paired_bootstrap_macro_f1
 
 NAMES = ["Anna", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 INTENTS = ["billing_refund", "shipping_delay", "account_access", "damaged_item"]
@@ -64,10 +70,16 @@ def metrics_of(rows: list[dict]) -> dict:
     return {"task_success": sum(r["scores"]["task_success"] for r in rows) / len(rows)}
 
 
+def probe_result(drop: float = 0.0, kl: float = 0.05) -> dict:
+    return {"base": {"text_loss": 3.0, "instruction_pass": 0.5},
+            "finetune": {"text_loss": 3.05, "instruction_pass": 0.5 - drop}, "kl_base_finetune": kl}
+
+
 def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, leak: bool = False,
-             probe_drop: float = 0.0):
+             probe: dict | None = None, n_test: int = 120, train_acc: float | None = None):
+    """`probe` None = the probe's default PASS result; pass {} for no probe results at all."""
     rng = random.Random(seed)
-    train, test = make(300, 0, rng), make(120, 1000, rng)
+    train, test = make(300, 0, rng), make(n_test, 1000, rng)
     if leak:  # a test record copied into train with a small edit
         victim = test[7]
         train.append(record(5000, victim["messages"][0]["content"].upper() + " !!", victim["completion"]))
@@ -81,9 +93,8 @@ def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, lea
         baseline_metrics["trivial"]["majority_label"] = max(counts, key=counts.get)
     finetune_rows = scored(test, ft_acc, rng)
     evaluate_metrics = {"finetune": metrics_of(finetune_rows),
-                        "train_sample": {"task_success": min(1.0, ft_acc + 0.03)}}
-    probe = {"base": {"text_loss": 3.0, "instruction_pass": 0.5},
-             "finetune": {"text_loss": 3.05, "instruction_pass": 0.5 - probe_drop}, "kl_base_finetune": 0.05}
+                        "train_sample": {"task_success": min(1.0, ft_acc + 0.03) if train_acc is None else train_acc}}
+    probe = probe_result() if probe is None else probe or None
     train_metrics = {"best_val_loss": 0.30, "last_val_loss": 0.31, "best_step": 80, "steps": 100}
     audit = {"pass": True, "prompt": {"max": 0.4}}
     return evaluate_evidence(baseline_rows, baseline_metrics, finetune_rows, evaluate_metrics, train_metrics,
@@ -95,15 +106,26 @@ def test_format_task_where_finetune_clearly_wins_ships():
     assert evidence["verdict"] == SHIP, evidence["reasons"]
     sig = evidence["checks"]["significance"]
     assert sig["ci_low"] > 0.05 and sig["p_value"] < 1e-6
-    assert {c["status"] for c in evidence["checks"].values()} == {"PASS"}
+    statuses = {name: c["status"] for name, c in evidence["checks"].items()}
+    # a label-only reference (the constant intent) cannot produce task_success, so beats_trivial is N/A
+    assert statuses.pop("beats_trivial") == "N/A"
+    assert set(statuses.values()) == {"PASS"}
+    assert evidence["checks"]["learnt"]["train_sample"] == pytest.approx(0.95)
+    assert evidence["checks"]["learnt"]["bar"] == pytest.approx(0.40)
     assert evidence["signals"]["answer_novelty"] < 0.1
     metrics = compare_metrics(evidence)
     assert metrics["verdict"] == SHIP and metrics["ci_low"] == sig["ci_low"]
+    assert metrics["finetune_train_sample"] == pytest.approx(0.95) and metrics["checks"]["evidence"] == "PASS"
+    assert metrics["n_needed"] == evidence["checks"]["evidence"]["n_needed"]
 
 
-def test_facts_the_model_lacks_use_rag():
-    evidence = scenario(facts_task, 0.10, {"zero_shot": 0.05, "few_shot": 0.08, "retrieval": 0.12})
+def test_facts_the_model_lacks_use_rag_even_when_the_fine_tune_learnt_nothing():
+    # 400 test records: 120 could not resolve a 0.05 gain at these accuracies (CI half-width 0.08)
+    evidence = scenario(facts_task, 0.10, {"zero_shot": 0.05, "few_shot": 0.08, "retrieval": 0.12}, n_test=400)
     assert evidence["signals"]["answer_novelty"] > 0.9
+    assert evidence["checks"]["evidence"]["status"] == "PASS"
+    learnt = evidence["checks"]["learnt"]  # train sample 0.13 <= retrieval 0.12 + 0.05
+    assert learnt["status"] == "FAIL" and learnt["train_sample"] == pytest.approx(0.13)
     assert evidence["verdict"] == USE_RAG, evidence["reasons"]
 
 
@@ -111,12 +133,23 @@ def test_task_prompting_already_solves_prompt_suffices():
     evidence = scenario(format_task, 0.98, {"zero_shot": 0.90, "few_shot": 0.97, "retrieval": 0.96})
     assert evidence["verdict"] == PROMPT_SUFFICES
     assert evidence["signals"]["prompted_meets_target"]
+    # train sample 1.0 vs 0.97 + 0.05: the bar is capped at the target, so a fine-tune that fits counts as learnt
+    assert evidence["checks"]["learnt"]["status"] == "PASS" and evidence["checks"]["learnt"]["bar"] == 0.95
 
 
 def test_no_significant_gain_on_a_format_task_is_prompt_suffices_not_rag():
-    evidence = scenario(format_task, 0.62, {"zero_shot": 0.40, "few_shot": 0.60, "retrieval": 0.58})
+    accuracies = {"zero_shot": 0.40, "few_shot": 0.60, "retrieval": 0.58}
+    small = scenario(format_task, 0.62, accuracies)  # 120 records: the CI straddles 0.05 and is wider
+    size, sig = small["checks"]["evidence"], small["checks"]["significance"]
+    half_width = (sig["ci_high"] - sig["ci_low"]) / 2
+    assert small["verdict"] == INSUFFICIENT_EVIDENCE and size["status"] == "FAIL"
+    assert sig["ci_low"] <= 0.05 <= sig["ci_high"] and half_width > 0.05
+    assert size["n_needed"] == math.ceil(120 * (half_width / 0.05) ** 2) == 654
+    assert "about 654 are needed" in small["next_steps"][0]
+    evidence = scenario(format_task, 0.62, accuracies, n_test=1000, train_acc=0.80)
+    assert evidence["checks"]["evidence"]["status"] == "PASS"
     assert evidence["checks"]["significance"]["status"] == "FAIL"
-    assert evidence["verdict"] == PROMPT_SUFFICES
+    assert evidence["verdict"] == PROMPT_SUFFICES, evidence["reasons"]
 
 
 def test_injected_leak_is_refused_and_the_pair_named():
@@ -129,44 +162,182 @@ def test_injected_leak_is_refused_and_the_pair_named():
 
 
 def test_forgetting_blocks_an_otherwise_winning_fine_tune():
-    evidence = scenario(format_task, 0.92, {"zero_shot": 0.05, "few_shot": 0.30}, probe_drop=0.3)
+    evidence = scenario(format_task, 0.92, {"zero_shot": 0.05, "few_shot": 0.30}, probe=probe_result(drop=0.3))
     assert evidence["checks"]["forgetting"]["status"] == "FAIL"
     assert evidence["verdict"] == DONT_SHIP
     assert any("replay" in step for step in evidence["next_steps"])
 
 
-def test_finetune_collapsed_onto_the_majority_label_is_not_shipped():
-    """sms_spam, measured: a LoRA that answered 'ham' to all 295 test messages scored accuracy
-    0.878 against few-shot prompting's 0.454. That is exactly always-'ham', so it must not ship."""
-    rng = random.Random(0)
-    labels = ["ham"] * 88 + ["spam"] * 12
-    test = [record(i, f"sms {i}", lab) for i, lab in enumerate(labels)]
-    train = [record(1000 + i, f"sms {1000 + i}", lab) for i, lab in enumerate(labels * 3)]
-    def rows(predict):
-        return [{"id": r["id"], "prediction": p, "reference": r["completion"], "label": r["completion"],
-                 "predicted_label": p, "scores": {"accuracy": float(p == r["completion"])}}
-                for r, p in zip(test, map(predict, test))]
-    prompted = rows(lambda r: r["completion"] if rng.random() < 0.45 else ("spam" if r["completion"] == "ham" else "ham"))
-    metrics = {"few_shot": {"accuracy": sum(r["scores"]["accuracy"] for r in prompted) / len(prompted)}}
+def test_missing_probe_never_ships():
+    evidence = scenario(format_task, 0.92, {"zero_shot": 0.05, "few_shot": 0.30}, probe={})
+    assert evidence["checks"]["forgetting"]["status"] == "N/A"
+    assert evidence["checks"]["significance"]["status"] == "PASS"
+    assert evidence["verdict"] == DONT_SHIP and evidence["reasons"] == [FORGETTING_UNCHECKED]
+    assert any("dvc repro probe" in step for step in evidence["next_steps"])
+
+
+def test_non_finite_numbers_are_refused_with_the_file_and_key():
+    with pytest.raises(TuneproofError, match=r"^metrics/probe\.json: kl_base_finetune is nan; re-run probe$"):
+        scenario(format_task, 0.92, {"zero_shot": 0.05, "few_shot": 0.30}, probe=probe_result(kl=float("nan")))
+    with pytest.raises(TuneproofError, match=r"^metrics/evaluate\.json: train_sample\.task_success is inf"):
+        scenario(format_task, 0.92, {"zero_shot": 0.05, "few_shot": 0.30}, train_acc=float("inf"))
+
+
+# ------------------------------------------------------------------ an sms-like label task (ham/spam)
+
+def sms_records(labels: list[str], offset: int) -> list[dict]:
+    return [record(offset + i, f"sms {offset + i}", label) for i, label in enumerate(labels)]
+
+
+def label_rows(records: list[dict], predict) -> list[dict]:
+    """A system's per-example rows; predict(i, true label) -> predicted label."""
+    rows = []
+    for i, r in enumerate(records):
+        p = predict(i, r["completion"])
+        rows.append({"id": r["id"], "prediction": p, "reference": r["completion"], "label": r["completion"],
+                     "predicted_label": p, "scores": {"accuracy": float(p == r["completion"]),
+                                                      "exact": float(p == r["completion"])}})
+    return rows
+
+
+def flip(label: str) -> str:
+    return "spam" if label == "ham" else "ham"
+
+
+def wrong_every(k: int):
+    """A system that is wrong on every k-th record."""
+    return lambda i, label: flip(label) if i % k == 0 else label
+
+
+def label_metrics(rows: list[dict]) -> dict:
+    true, pred = [r["label"] for r in rows], [r["predicted_label"] for r in rows]
+    return {"accuracy": sum(t == p for t, p in zip(true, pred)) / len(rows),
+            "macro_f1": float(f1_score(true, pred, labels=["ham", "spam"], average="macro", zero_division=0))}
+
+
+def sms_verdict(test: list[dict], prompted: list[dict], finetune: list[dict], metric: str = "accuracy",
+                train_sample: list[dict] | float = 0.9, references: dict | None = None) -> dict:
+    """The verdict on a ham/spam task; `train_sample` is the fine-tune's rows on a train sample or
+    just its train-sample score."""
+    train = sms_records([r["completion"] for r in test] * 3, 10_000)
+    metrics = {"few_shot": label_metrics(prompted)}
     metrics["best"] = {"strategy": "few_shot", **metrics["few_shot"]}
-    metrics["trivial"] = {"n_test": len(test), "majority_label": "ham", "majority_accuracy": 0.88}
-    def verdict(finetune):
-        evaluate = {"finetune": {"accuracy": sum(r["scores"]["accuracy"] for r in finetune) / len(finetune)},
-                    "train_sample": {"accuracy": 0.9}}
-        probe = {"base": {"text_loss": 3.0, "instruction_pass": 0.5},
-                 "finetune": {"text_loss": 3.05, "instruction_pass": 0.5}, "kl_base_finetune": 0.05}
-        return evaluate_evidence({"few_shot": prompted}, metrics, finetune, evaluate, None, probe,
-                                 {"pass": True, "prompt": {"max": 0.4}}, test, train, "sha", "sha", "accuracy",
-                                 CompareParams())
-    collapsed = verdict(rows(lambda r: "ham"))
+    majority = Counter(r["completion"] for r in train).most_common(1)[0][0]
+    metrics["trivial"] = {"n_test": len(test), "majority_label": majority,
+                          "majority_accuracy": sum(r["completion"] == majority for r in test) / len(test)}
+    sample_rows = train_sample if isinstance(train_sample, list) else None
+    sample = label_metrics(sample_rows) if sample_rows else {metric: train_sample}
+    evaluate = {"finetune": label_metrics(finetune), "train_sample": sample}
+    return evaluate_evidence({"few_shot": prompted}, metrics, finetune, evaluate, None, probe_result(),
+                             {"pass": True, "prompt": {"max": 0.4}}, test, train, "sha", "sha", metric,
+                             CompareParams(), train_sample_rows=sample_rows, reference_rows=references)
+
+
+def shuffled_labels(n_ham: int, n_spam: int) -> list[str]:
+    labels = ["ham"] * n_ham + ["spam"] * n_spam
+    random.Random(1).shuffle(labels)
+    return labels
+
+
+def test_finetune_collapsed_onto_the_majority_label_is_a_failed_attempt():
+    """sms_spam, measured: a LoRA that answered 'ham' to all 295 test messages scored accuracy
+    0.878 against few-shot prompting's 0.454. That is exactly always-'ham': the attempt failed."""
+    rng = random.Random(0)
+    test = sms_records(["ham"] * 88 + ["spam"] * 12, 0)
+    prompted = label_rows(test, lambda i, label: label if rng.random() < 0.45 else flip(label))
+    collapsed = sms_verdict(test, prompted, label_rows(test, lambda i, label: "ham"))
     assert collapsed["checks"]["significance"]["status"] == "PASS"  # 0.88 vs ~0.45: a "clear win" on accuracy
     check = collapsed["checks"]["majority_label"]
     assert check["status"] == "FAIL" and check["most_frequent"] == "ham" and check["most_frequent_share"] == 1.0
-    assert collapsed["verdict"] == DONT_SHIP
-    assert any("Balance the training labels" in step for step in collapsed["next_steps"])
-    # a fine-tune that also gets most spam right passes the same check
-    skilled = verdict(rows(lambda r: r["completion"] if r["id"] != "L000099" else "ham"))
+    learnt = collapsed["checks"]["learnt"]  # train sample 0.9 clears the bar; the collapse alone fails it
+    assert learnt["status"] == "FAIL" and learnt["train_sample"] == 0.9
+    assert (learnt["most_frequent"], learnt["most_frequent_share"], learnt["majority_share"]) == ("ham", 1.0, 0.88)
+    assert "'ham', is 100% of the answers vs 88% for the majority label 'ham'" in learnt["evidence"]
+    assert collapsed["verdict"] == FINETUNE_FAILED and "collapsed onto one answer" in collapsed["reasons"][0]
+    assert "train.balance" in collapsed["next_steps"][0] and "dvc exp run" in collapsed["next_steps"][0]
+    # a fine-tune that also gets most spam right passes the same checks
+    skilled = sms_verdict(test, prompted, label_rows(test, lambda i, label: label if i != 99 else "ham"))
     assert skilled["checks"]["majority_label"]["status"] == "PASS" and skilled["verdict"] == SHIP
+
+
+def test_base_like_finetune_is_a_failed_attempt_not_prompt_suffices():
+    test = sms_records(shuffled_labels(240, 60), 0)
+    prompted = label_rows(test, wrong_every(10))                        # accuracy 0.9 vs always-ham 0.8
+    train_sample = label_rows(sms_records(shuffled_labels(40, 10), 20_000), wrong_every(7))  # 0.84
+    evidence = sms_verdict(test, prompted, label_rows(test, wrong_every(10)), train_sample=train_sample)
+    checks = evidence["checks"]
+    # every other check points at PROMPT SUFFICES: the fine-tune equals prompting, which beats the majority
+    assert checks["evidence"]["status"] == "PASS" and checks["significance"]["status"] == "FAIL"
+    assert checks["beats_trivial"]["status"] == "PASS"
+    learnt = checks["learnt"]
+    assert learnt["status"] == "FAIL" and learnt["train_sample"] == pytest.approx(42 / 50)
+    assert learnt["references"] == {"best prompted (few_shot) on test": 0.9, "always 'ham' on the train sample": 0.8}
+    assert learnt["bar"] == pytest.approx(0.95)
+    assert evidence["verdict"] == FINETUNE_FAILED, evidence["reasons"]
+    assert "train-sample accuracy 0.840 <= 0.950" in evidence["reasons"][0]
+
+
+def test_one_test_record_is_insufficient_evidence_whatever_the_scores():
+    test = sms_records(["spam"], 0)
+    for ft_right in (True, False):
+        for prompted_right in (True, False):
+            system = {True: lambda i, label: label, False: lambda i, label: flip(label)}
+            evidence = sms_verdict(test, label_rows(test, system[prompted_right]), label_rows(test, system[ft_right]))
+            assert evidence["verdict"] == INSUFFICIENT_EVIDENCE, (ft_right, prompted_right, evidence["reasons"])
+            assert evidence["checks"]["evidence"]["n_needed"] == 30
+            assert compare_metrics(evidence)["n_needed"] == 30
+            assert "about 30 are needed" in evidence["next_steps"][0]
+
+
+def test_skilled_finetune_on_macro_f1_ships_with_the_macro_f1_bootstrap():
+    test = sms_records(shuffled_labels(240, 60), 0)
+    prompted, finetune = label_rows(test, wrong_every(4)), label_rows(test, wrong_every(50))
+    train_sample = label_rows(sms_records(shuffled_labels(40, 10), 20_000), lambda i, label: label)
+    evidence = sms_verdict(test, prompted, finetune, metric="macro_f1", train_sample=train_sample)
+    assert evidence["verdict"] == SHIP, evidence["reasons"]
+    sig, params = evidence["checks"]["significance"], CompareParams()
+    true = [r["label"] for r in finetune]
+    direct = paired_bootstrap_macro_f1(true, [r["predicted_label"] for r in finetune],
+                                       [r["predicted_label"] for r in prompted], ["ham", "spam"],
+                                       params.bootstrap_resamples, params.seed, params.confidence)
+    assert (sig["gain"], sig["ci_low"], sig["ci_high"]) == (direct.mean_diff, direct.ci_low, direct.ci_high)
+    assert sig["finetune"] == pytest.approx(label_metrics(finetune)["macro_f1"])
+    assert sig["baseline"] == pytest.approx(label_metrics(prompted)["macro_f1"])
+    assert sig["ci_low"] > 0.05 and "McNemar exact p on per-example accuracy" in sig["evidence"]
+    assert evidence["checks"]["learnt"]["train_sample"] == 1.0
+
+
+def test_prompting_and_finetune_below_a_tfidf_classifier_is_nothing_beats_trivial():
+    test = sms_records(shuffled_labels(180, 120), 0)
+    prompted = label_rows(test, wrong_every(4))                                 # 0.75, beats always-ham (0.60)
+    finetune = label_rows(test, lambda i, label: label if i in (4, 8, 12) else wrong_every(4)(i, label))
+    tfidf = label_rows(test, wrong_every(25))                                   # 0.96
+    train_sample = label_rows(sms_records(shuffled_labels(30, 20), 20_000), lambda i, label: label)
+    evidence = sms_verdict(test, prompted, finetune, train_sample=train_sample, references={"tfidf_logreg": tfidf})
+    checks = evidence["checks"]
+    assert checks["evidence"]["status"] == "PASS" and checks["learnt"]["status"] == "PASS"
+    trivial = checks["beats_trivial"]
+    assert trivial["status"] == "FAIL" and trivial["strongest_unbeaten"] == "tfidf_logreg"
+    assert trivial["references"]["majority"]["ci_low"] > 0 and trivial["references"]["tfidf_logreg"]["score"] == 0.96
+    assert evidence["verdict"] == NO_SKILL
+    assert evidence["reasons"][0].startswith("neither prompting nor the fine-tune beats tfidf_logreg at 0.960")
+
+
+def test_learnt_is_not_applicable_without_a_train_sample():
+    from stages.compare import learnt
+
+    rows = [{"id": "a", "scores": {"exact": 1.0}}]
+    check = learnt({"finetune": {"exact": 1.0}}, None, rows, {"strategy": "zero_shot", "exact": 0.5}, None, "exact",
+                   CompareParams())
+    assert check["status"] == "N/A" and check["evidence"] == "no train sample scored (evaluate.train_sample: 0)"
+
+
+def test_report_renders_nested_trivial_references():
+    evidence = {"primary": "accuracy", "confidence": 0.95, "best_strategy": "few_shot", "versus": {}}
+    baseline = {"few_shot": {"accuracy": 0.5}, "best": {"strategy": "few_shot", "accuracy": 0.5},
+                "trivial": {"majority_accuracy": 0.88, "tfidf_logreg": {"accuracy": 0.95, "macro_f1": 0.9}}}
+    table = before_after_table(evidence, baseline, {"finetune": {"accuracy": 0.7}})
+    assert "Trivial references: majority_accuracy 0.880; tfidf_logreg accuracy 0.950, macro_f1 0.900" in table
 
 
 def test_answer_copied_from_the_prompt_is_not_novel():

@@ -8,7 +8,6 @@ import pytest
 
 from demo_project import demo_records
 from stages import baseline, evaluate
-from stages.baseline import BaselineParams
 from stages.evaluate import EvaluateParams
 from stages.train import tokenize_record
 from tuneproof import predict
@@ -44,8 +43,7 @@ def test_baseline_zero_shot_evaluate_and_train_serve_identical_prompts(tiny_mode
     scorer = build_scorer(score, "intent", [*train, *test])
     gen = GenerateParams()
 
-    baseline.run_strategy("zero_shot", None, tokenizer, train, test, scorer, system, gen,
-                          BaselineParams(strategies=["zero_shot"]))
+    baseline.run_strategy("zero_shot", None, None, tokenizer, train, test, scorer, system, gen, seed=0, desc="zero_shot")
     baseline_prompts = list(captured_prompts)
     captured_prompts.clear()
     evaluate.run_evaluate(None, tokenizer, train, test, scorer, system, gen, EvaluateParams(train_sample=0))

@@ -1,11 +1,12 @@
-"""The significance code agrees with scipy/statsmodels reference implementations."""
+"""The significance code agrees with scipy/statsmodels/sklearn reference implementations."""
 
 import numpy as np
 import pytest
 from scipy.stats import bootstrap
+from sklearn.metrics import f1_score
 from statsmodels.stats.contingency_tables import mcnemar
 
-from tuneproof.stats import mcnemar_exact, paired_bootstrap
+from tuneproof.stats import macro_f1, mcnemar_exact, paired_bootstrap, paired_bootstrap_macro_f1
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -42,3 +43,50 @@ def test_mcnemar_exact_matches_statsmodels(a_only, b_only, both, neither):
 def test_mcnemar_rejects_non_binary():
     with pytest.raises(ValueError):
         mcnemar_exact([0.5, 1], [1, 0])
+
+
+LABELS = ["a", "b", "c", "d"]  # "d" is neither a true nor a predicted label: F1 0, still averaged
+
+
+def label_case(seed: int, n: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True labels (incl. "x", outside the label set) and two systems' predictions (incl. "<none>")."""
+    rng = np.random.default_rng(seed)
+    true = rng.choice(["a", "b", "c", "x"], n, p=[0.6, 0.25, 0.1, 0.05])
+    pred_a = np.where(rng.random(n) < 0.8, true, rng.choice(["a", "b", "c", "<none>"], n))
+    pred_b = np.where(rng.random(n) < 0.6, true, rng.choice(["a", "<none>"], n))
+    return true, pred_a, pred_b
+
+
+def sk_macro_f1(true, pred) -> float:
+    return f1_score(true, pred, labels=LABELS, average="macro", zero_division=0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_macro_f1_matches_sklearn(seed):
+    true, pred_a, pred_b = label_case(seed)
+    assert macro_f1(true, pred_a, LABELS) == pytest.approx(sk_macro_f1(true, pred_a))
+    assert macro_f1(true, pred_b, LABELS) == pytest.approx(sk_macro_f1(true, pred_b))
+    assert macro_f1(["a"], ["<none>"], ["a"]) == 0.0
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_paired_bootstrap_macro_f1_matches_sklearn_on_the_same_resamples(seed):
+    true, pred_a, pred_b = label_case(seed)
+    ours = paired_bootstrap_macro_f1(true, pred_a, pred_b, LABELS, n_resamples=400, seed=seed)
+    full = sk_macro_f1(true, pred_a) - sk_macro_f1(true, pred_b)
+    assert ours.mean_diff == pytest.approx(full) and ours.n == 300 and ours.n_resamples == 400
+    assert ours.ci_low < full < ours.ci_high
+    # 400 x 300 indices fit one chunk: the resampled ids are the generator's first draw
+    idx = np.random.default_rng(seed).integers(0, len(true), size=(400, len(true)))
+    diffs = [sk_macro_f1(true[i], pred_a[i]) - sk_macro_f1(true[i], pred_b[i]) for i in idx]
+    assert (ours.ci_low, ours.ci_high) == pytest.approx(tuple(np.percentile(diffs, [2.5, 97.5])))
+
+
+def test_paired_bootstrap_macro_f1_is_paired_and_checks_its_input():
+    true, pred_a, _ = label_case(3)
+    same = paired_bootstrap_macro_f1(true, pred_a, pred_a, LABELS, 500, seed=3)
+    assert (same.mean_diff, same.ci_low, same.ci_high) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError):
+        paired_bootstrap_macro_f1(true, pred_a[:-1], pred_a, LABELS)
+    with pytest.raises(ValueError):
+        paired_bootstrap_macro_f1(true, pred_a, pred_a, [])

@@ -81,6 +81,8 @@ def run_stage(project, tiny_model_dir, split_dir, **train):
     params["paths"].update(base_model=str(tiny_model_dir), split=str(split_dir))
     params["prompt"]["system"] = single.SYSTEM  # short: the tiny byte-level tokenizer makes long prompts
     params["train"] = dataclasses.asdict(single.tiny_params(project, **train))
+    params["score"].update(fields=["intent", "reply"], style={})  # the tiny split's answers carry these two
+    params["generate"]["max_new_tokens"] = 4
     (project / "params.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     env.pop(distributed.LAUNCHED_ENV, None)

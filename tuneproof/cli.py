@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from tuneproof import data_check
 from tuneproof import pr_report as pr_report_lib
+from tuneproof import sweep as sweep_lib
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt, Task
 from tuneproof.io import TuneproofError, write_text
@@ -92,6 +93,13 @@ def pr_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_pick(args: argparse.Namespace) -> int:
+    """Print the experiments ranked by validation score and the command that applies the best."""
+    paths = load_section(Paths, "paths", args.params)
+    print(sweep_lib.report(Path.cwd(), args.params, f"{paths.metrics}/train.json"))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tuneproof", description="Fine-tune only when it provably beats prompting.")
     verbs = parser.add_subparsers(dest="verb", required=True)
@@ -111,6 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--out", metavar="FILE", help="write the markdown here instead of stdout")
     pr.add_argument("--params", default=PARAMS_FILE, help="params file giving paths.metrics and paths.reports")
     pr.set_defaults(func=pr_report)
+
+    sweep = verbs.add_parser("sweep-pick", help="pick the sweep's best experiment on validation only (never test)")
+    sweep.add_argument("--params", default=PARAMS_FILE, help="params file giving paths.metrics (train.json)")
+    sweep.set_defaults(func=sweep_pick)
     return parser
 
 

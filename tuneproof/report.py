@@ -13,6 +13,7 @@ import yaml
 
 from tuneproof.config import Paths, Task
 from tuneproof.io import TuneproofError, atomic_path, sha256_file, write_json, write_text
+from tuneproof.paired import example_score, per_example_metric
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
@@ -27,6 +28,13 @@ def strategy_metrics(baseline_metrics: dict) -> dict[str, dict]:
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+
+def _reference(name: str, value) -> str:
+    """One trivial reference: `majority_accuracy 0.880`, or `tfidf_logreg accuracy 0.950, macro_f1 0.900`."""
+    if isinstance(value, dict):
+        return f"{name} " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(value.items()))
+    return f"{name} {_fmt(value)}"
 
 
 def _metric_names(metrics: dict[str, dict]) -> list[str]:
@@ -50,20 +58,23 @@ def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics:
     refs = baseline_metrics.get("trivial") or {}
     if refs:
         lines.append("")
-        lines.append("Trivial references: " + ", ".join(f"{k} {_fmt(v)}" for k, v in sorted(refs.items())))
+        lines.append("Trivial references: " + "; ".join(_reference(k, v) for k, v in sorted(refs.items())))
     return "\n".join(lines)
 
 
-def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], metric: str) -> str:
+def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], primary: str) -> str:
+    """The first test records where the two systems score differently on the primary metric's
+    per-example stand-in (label accuracy for macro_f1, a corpus metric no row carries)."""
+    metric = per_example_metric(primary)
     base = {row["id"]: row for row in baseline_rows}
     differ = [(row, base[row["id"]]) for row in finetune_rows
-              if row["id"] in base and row["scores"][metric] != base[row["id"]]["scores"][metric]]
+              if row["id"] in base and example_score(row, primary) != example_score(base[row["id"]], primary)]
     if not differ:
         return "No test record where the best prompted strategy and the fine-tune score differently."
     blocks = []
     for ft, bl in differ[:SAMPLES]:
-        blocks.append(f"**{ft['id']}** — {metric}: prompted {_fmt(bl['scores'][metric])}, "
-                      f"fine-tune {_fmt(ft['scores'][metric])}\n\n"
+        blocks.append(f"**{ft['id']}** — {metric}: prompted {_fmt(example_score(bl, primary))}, "
+                      f"fine-tune {_fmt(example_score(ft, primary))}\n\n"
                       f"- reference: `{ft['reference']}`\n- prompted: `{bl['prediction'].strip()}`\n"
                       f"- fine-tune: `{ft['prediction'].strip()}`")
     return f"{len(differ)} test records score differently; the first {len(blocks)}:\n\n" + "\n\n".join(blocks)
