@@ -90,6 +90,8 @@ class TrainParams:
     max_examples: int | Literal["auto"] | None = "auto"  # cap on training examples seen (data preset: 768 on CPU, none on CUDA); null = no cap
     balance: Literal["auto", "none", "sqrt", "full"] = "auto"  # label tasks: repeat minority-label records (sqrt: sqrt(majority/class) times); auto = the preset's
     select_by: Literal["primary", "loss"] = "primary"  # checkpoint kept and early stopping: score.primary of decoded val records, or val loss
+    replay: float = 0.0                          # general examples mixed in, as a share of the train examples (the base model's own answers): a remedy for forgetting
+    replay_prompts: str = "eval/replay_prompts.jsonl"  # general requests whose base-model answers are replayed
     batch_size: int = 4                          # training sequences per micro-batch
     eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
     gradient_accumulation_steps: int = 1         # micro-batches per optimizer step
@@ -515,6 +517,16 @@ def train(params: TrainParams, system: str | None, base_dir: str | Path, split_d
     data = {name: {"sha256": sha256_file(Path(split_dir) / f"{name}.jsonl"), "records": len(records)}
             for name, records in (("train", train_records), ("val", all_val))}
     train_records = recipe.balanced(train_records, labels, chosen["balance_repeats"])
+    if not 0.0 <= params.replay <= 1.0:
+        raise TuneproofError(f"train.replay: {params.replay} is not a share; use 0 (off) to 1")
+    if params.replay > 0:
+        from tuneproof.modeling import load_model
+
+        n_replay = round(params.replay * len(train_records))
+        general = recipe.replay_records(load_model(base_dir), load_tokenizer(base_dir), params.replay_prompts,
+                                        n_replay, params.seed, scoring[1].batch_size if scoring else 16)
+        train_records = [*train_records, *general]
+        chosen["replay_examples"] = len(general)
     val_records = validation_sample(all_val, params.val_records, params.seed)
     base = base_model_info(base_dir)
     fingerprint = run_fingerprint(params, system, base, data)

@@ -358,3 +358,19 @@ def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
     assert (project_dir / params["paths"]["metrics"] / "train.json").is_file()
     assert (project_dir / params["paths"]["metrics"] / stage.CURVES_DIR / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
     assert (project_dir / params["train"]["checkpoints"] / stage.FINGERPRINT).is_file()
+
+
+def test_replay_mixes_the_base_models_own_general_answers_into_training(tiny_model_dir, split_dir, tmp_path):
+    from tuneproof.modeling import load_model, load_tokenizer
+    from tuneproof.recipe import replay_records
+
+    prompts = tmp_path / "replay.jsonl"
+    prompts.write_text('{"prompt": "Name a colour."}\n{"prompt": "Say hello."}\n')
+    general = replay_records(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), prompts, 5, 0, 4)
+    assert len(general) == 5 and all(isinstance(r["completion"], str) for r in general)
+    assert {r["messages"][0]["content"] for r in general} == {"Name a colour.", "Say hello."}  # cycled
+    trainer, info = run(tiny_params(tmp_path, replay=0.25, replay_prompts=str(prompts)), tiny_model_dir, split_dir, tmp_path)
+    assert info["recipe"]["replay_examples"] == 8  # a quarter of the 32 train records
+    assert len(trainer.train_dataset) == 40
+    with pytest.raises(TuneproofError, match="train.replay: 1.5 is not a share"):
+        run(tiny_params(tmp_path, replay=1.5), tiny_model_dir, split_dir, tmp_path)

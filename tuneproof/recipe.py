@@ -84,6 +84,31 @@ def balance_repeats(labels: Sequence[str | None], mode: str) -> dict[str, int]:
     return {label: max(1, round((top / n) ** power)) for label, n in sorted(counts.items())}
 
 
+REPLAY_MAX_NEW_TOKENS = 96  # tokens of each replayed general answer (the probe's own budget is 64)
+
+
+def replay_records(model, tokenizer, prompts_file: str | Path, n: int, seed: int, batch_size: int) -> list[dict]:
+    """`n` general examples: prompts of `prompts_file` (seeded order, cycled) with the base model's
+    own greedy answers under the chat template's default system prompt. Trained beside the task,
+    they pull the fine-tune back toward the base on everything but the task, with no outside data."""
+    import random
+
+    from tuneproof.generation import generate
+    from tuneproof.io import TuneproofError, read_jsonl
+    from tuneproof.predict import build_prompts
+
+    rows = read_jsonl(prompts_file)
+    if not rows or not all(isinstance(r.get("prompt"), str) and r["prompt"].strip() for r in rows):
+        raise TuneproofError(f"{prompts_file}: train.replay_prompts needs lines of {{\"prompt\": \"...\"}}")
+    random.Random(seed).shuffle(rows)
+    records = [{"id": f"R{i:06d}", "messages": [{"role": "user", "content": r["prompt"]}]} for i, r in enumerate(rows, 1)]
+    answers = generate(model, tokenizer, build_prompts(tokenizer, records, None), REPLAY_MAX_NEW_TOKENS,
+                       batch_size, True, desc="replay answers")
+    # An empty answer (the base ends its turn at once) is the base's behaviour too: it is replayed as is.
+    answered = [{**r, "completion": a.strip()} for r, a in zip(records, answers)]
+    return [answered[i % len(answered)] for i in range(n)]
+
+
 def balanced(records: Sequence[dict], labels: Sequence[str | None], repeats: dict[str, int]) -> list[dict]:
     """`records` with each one repeated by its label's factor (unlabelled records once), in order."""
     out: list[dict] = []
