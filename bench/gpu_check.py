@@ -160,7 +160,7 @@ def train_check(method: str, model_dir: Path, records, val, args, device, work: 
     steps = args.steps if method == "lora" else max(2, args.steps // 2)
     params = TrainParams(
         method=method, preset="data", learning_rate=1e-5 if method == "full" else 2e-4, num_epochs=1.0,
-        max_examples=None, balance="none", max_steps=steps, batch_size=args.batch_size, eval_batch_size=args.batch_size,
+        max_examples=None, balance="none", group_by_length=True, max_steps=steps, batch_size=args.batch_size, eval_batch_size=args.batch_size,
         eval_steps=steps, logging_steps=1, max_length=args.seq_len + 64, val_records=None,
         share_prefix=False,  # every token is computed, so the FLOP count is exact
         early_stopping_patience=None, use_liger=args.liger, checkpoints=str(work / f"{method}-checkpoints"),

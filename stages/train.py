@@ -99,7 +99,7 @@ class TrainParams:
     attn_implementation: Literal["sdpa", "eager", "flash_attention_2"] = "sdpa"  # attention kernel (flash_attention_2 needs flash-attn)
     use_liger: bool = False                      # Liger fused kernels (RMSNorm, SwiGLU, RoPE, fused loss); needs liger-kernel, CUDA
     max_length: int = 768                        # tokens per example; longer ones lose the end of their completion
-    group_by_length: bool = True                 # batch examples of similar length: less padding, same loss
+    group_by_length: bool | Literal["auto"] = "auto"  # batch examples of similar length (less padding); data preset: off (length can give the label away)
     share_prefix: bool = True                    # encode the prompts' common opening (system prompt) once per batch
     val_records: int | Literal["auto"] | None = "auto"  # validation records (a seeded sample) for the loss and the decoded score; null = all
     eval_steps: int | Literal["auto"] = "auto"   # optimizer steps between validations (and checkpoints); data preset: ~6 per run
@@ -401,6 +401,7 @@ def resolve_params(params: TrainParams, train_labels: Sequence[str | None], on_c
     eval_steps = params.eval_steps if params.eval_steps != recipe.AUTO else (defaults["eval_steps"] or cadence)
     resolved = dataclasses.replace(
         params, preset=preset, learning_rate=pick("learning_rate", params.learning_rate), num_epochs=epochs,
+        group_by_length=pick("group_by_length", params.group_by_length),
         max_steps=steps, max_examples=max_examples, eval_steps=min(eval_steps, steps), balance=balance,
         val_records=pick("val_records", params.val_records),
         lora=dataclasses.replace(params.lora, target_modules=pick("target_modules", params.lora.target_modules)))
