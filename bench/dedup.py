@@ -29,7 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stages.dedup import score_against_truth  # noqa: E402
 from tuneproof.demo_data import benchmark_records  # noqa: E402
-from tuneproof.neardup import LSH_WEIGHTS, find_near_duplicates, normalise, shingles  # noqa: E402
+from tuneproof.neardup import LSH_WEIGHTS, find_near_duplicates, shingles  # noqa: E402
+from tuneproof.text import normalise  # noqa: E402
 
 
 def naive_clusters(texts: list[str], threshold: float, shingle_size: int, num_perm: int, seed: int) -> list[list[int]]:

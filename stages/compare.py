@@ -63,7 +63,8 @@ import numpy as np
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file
-from tuneproof.neardup import near_duplicate_clusters, normalise
+from tuneproof.neardup import near_duplicate_clusters
+from tuneproof.text import normalise
 from tuneproof.paired import (LABEL_METRICS, example_score, label_score, label_set, paired_gain, paired_primary,
                               per_example_metric, scores_metric)
 from tuneproof.params import load_section

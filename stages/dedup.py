@@ -2,7 +2,7 @@
 
     python -m stages.dedup      # reads params.yaml: dedup, paths.raw, paths.dedup, paths.metrics
 
-Steps, all on `tuneproof.neardup.normalise`d prompt text (NFKC, casefold, no punctuation, single spaces):
+Steps, all on `tuneproof.text.normalise`d prompt text (NFKC, no format characters, look-alikes mapped, casefold, no punctuation):
   1. load and validate `paths.raw` (`tuneproof.records.load_records`): a bad line stops the stage
      with `file:line: what is wrong`, before anything is written.
   2. exact duplicates: the same normalised prompt and the same completion (whitespace collapsed;
@@ -29,7 +29,8 @@ from typing import Literal
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths
 from tuneproof.io import TuneproofError, atomic_files, read_json, sha256_file, write_json, write_jsonl
-from tuneproof.neardup import find_near_duplicates, jaccard, normalise, shingles
+from tuneproof.neardup import find_near_duplicates, jaccard, shingles
+from tuneproof.text import normalise
 from tuneproof.params import load_section
 from tuneproof.records import load_records, prompt_text
 

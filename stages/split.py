@@ -47,7 +47,8 @@ from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.contamination import max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, read_jsonl, sha256_file, write_json, write_jsonl
-from tuneproof.neardup import near_duplicate_clusters, normalise
+from tuneproof.neardup import near_duplicate_clusters
+from tuneproof.text import normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of
 

@@ -18,7 +18,8 @@ from tuneproof.demo_data import (
     priority_from_text,
     write_demo,
 )
-from tuneproof.neardup import find_near_duplicates, normalise
+from tuneproof.neardup import find_near_duplicates
+from tuneproof.text import normalise
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLY = re.compile(r"^Hi (?P<first>[A-Z][a-z]+), (?P<sentence>[^.]+)\. - Acme Support$")

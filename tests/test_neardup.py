@@ -11,10 +11,10 @@ from tuneproof.neardup import (
     jaccard,
     minhash_signatures,
     near_duplicate_clusters,
-    normalise,
     shingle_hashes,
     shingles,
 )
+from tuneproof.text import normalise
 
 BASE = ("my parcel for order 48213 still has not arrived and the tracking page shows nothing "
         "since monday could you tell me where it is")

@@ -6,7 +6,7 @@ misses) and all-pairs through a sparse inverted index, so a leak the grouping mi
 up here. Character n-grams keep the measure meaningful for short texts such as SMS, where a
 text may not even have one word 8-gram (METHODS.md, "Contamination audit").
 
-Texts are normalised first (`neardup.normalise`: NFKC, casefold, punctuation -> space), so case,
+Texts are normalised first (`tuneproof.text.normalise`: NFKC, no format characters, look-alikes mapped, casefold, punctuation -> space), so case,
 spacing and punctuation edits do not hide a copy; a text shorter than `n` characters is one gram,
 the whole text.
 """
@@ -18,7 +18,7 @@ from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import CountVectorizer
 from tqdm import tqdm
 
-from tuneproof.neardup import normalise
+from tuneproof.text import normalise
 
 _DENSE_CELLS = 1 << 24  # query x corpus cells materialised per block (16M int32 ~ 64 MiB)
 _PROGRESS_MIN_BLOCKS = 4  # show a progress bar only when the work takes several blocks

@@ -27,7 +27,8 @@ import re
 from pathlib import Path
 
 from tuneproof.io import sha256_file, write_json, write_jsonl
-from tuneproof.neardup import jaccard, normalise, shingles
+from tuneproof.neardup import jaccard, shingles
+from tuneproof.text import normalise
 
 INTENTS = ("billing_refund", "shipping_delay", "account_access", "cancel_subscription",
            "damaged_item", "change_address", "payment_failed", "product_question")

@@ -1,8 +1,8 @@
 """Near-duplicate detection shared by `dedup` and `split`: normalise, word shingles, MinHash LSH.
 
 Pipeline (Broder 1997; datasketch's MinHash LSH):
-  1. `normalise` each text (NFKC, casefold, punctuation -> space, collapse whitespace), so trivial
-     edits (case, spacing, punctuation) do not hide a duplicate.
+  1. `tuneproof.text.normalise` each text (NFKC, no format characters, look-alike letters mapped,
+     casefold, punctuation -> space), so trivial or invisible edits do not hide a duplicate.
   2. Word `shingles` of `shingle_size` words, hashed with datasketch's default SHA-1 32-bit hash.
   3. MinHash signatures of all texts at once with numpy, bit-identical to datasketch's default
      `MinHash(num_perm, seed)` ("affine32" scheme: murmur3 fmix pre-mix, then `a*h + b mod 2^32`).
@@ -19,13 +19,13 @@ one SHA-1 each; the permutations, the minimum and the LSH banding run vectorised
 from __future__ import annotations
 
 import hashlib
-import re
-import unicodedata
 from dataclasses import dataclass
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
 from tqdm import tqdm
+
+from tuneproof.text import normalise
 
 SCHEME = "affine32"  # datasketch 2.x default MinHash scheme; the signatures below reproduce it
 _CHUNK_SHINGLES = 1 << 16  # shingles per vectorised block: 64k x num_perm x 4 bytes (32 MiB at 128)
@@ -35,22 +35,6 @@ _PROGRESS_MIN = 20_000  # show progress bars only for inputs at least this large
 # confirmed by exact Jaccard here, so a false positive costs one set intersection while a false
 # negative is a missed duplicate: weigh misses 99:1 (~99% of pairs at the threshold proposed).
 LSH_WEIGHTS = (0.01, 0.99)
-
-# Any run of characters that are neither word characters nor whitespace, plus "_" (a \w char
-# that is punctuation to a reader).
-_PUNCT = re.compile(r"[^\w\s]+|_+")
-_SPACE = re.compile(r"\s+")
-
-
-def normalise(text: str) -> str:
-    """Canonical form for duplicate detection: NFKC, casefold, punctuation -> space, single spaces.
-
-    Punctuation becomes a space (not nothing) so "end.Next" stays two words; idempotent.
-    """
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = _PUNCT.sub(" ", text)
-    return _SPACE.sub(" ", text).strip()
-
 
 def shingles(normalised_text: str, size: int) -> list[str]:
     """Distinct word `size`-grams of an already normalised text, in first-seen order.

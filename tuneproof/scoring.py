@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
 from tuneproof.io import TuneproofError
+from tuneproof.text import normalise
 
 NO_LABEL = "<none>"  # predicted label when no single label could be extracted
 
@@ -81,13 +82,6 @@ def validate(params: ScoreParams, where: str = "params.yaml: score") -> ScorePar
 
 # ---------------------------------------------------------------------------------------- labels
 
-def normalize_label_text(text: str) -> str:
-    """Casefold, NFKC, punctuation and underscores to spaces, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    text = re.sub(r"[\W_]+", " ", text)
-    return " ".join(text.split())
-
-
 def extract_label(text: str, labels: Sequence[str]) -> str | None:
     """The label `text` names, or None when it names none or several.
 
@@ -95,8 +89,8 @@ def extract_label(text: str, labels: Sequence[str]) -> str | None:
     a label contained in a longer matched label ("card" in "card payment") is dropped, and the
     answer counts only if exactly one label remains: an answer listing two labels is wrong.
     """
-    norm = normalize_label_text(text)
-    by_norm = {normalize_label_text(label): label for label in labels}
+    norm = normalise(text)
+    by_norm = {normalise(label): label for label in labels}
     if norm in by_norm:
         return by_norm[norm]
     found = [n for n in by_norm if n and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", norm)]
