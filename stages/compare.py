@@ -67,7 +67,7 @@ from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.text import normalise
 from tuneproof.paired import (LABEL_METRICS, example_score, label_score, label_set, paired_gain, paired_primary,
                               per_example_metric, scores_metric)
-from tuneproof.params import load_section
+from tuneproof.params import load_section, require
 from tuneproof.records import prompt_text
 from tuneproof.report import strategy_metrics, write_outputs
 from tuneproof.scoring import FIELD_MATCH, NO_LABEL, ScoreParams
@@ -525,8 +525,37 @@ def _optional_jsonl(path: Path) -> list[dict] | None:
     return read_jsonl(path) if path.is_file() else None
 
 
+def validate(params: CompareParams, params_file: str = "params.yaml") -> None:
+    """Every compare knob in its range, named by its key."""
+    share = "a share in [0, 1]"
+    for key, value, ok, expected in (
+            ("min_gain", params.min_gain, 0.0 <= params.min_gain < 1.0, "a gain in [0, 1)"),
+            ("target", params.target, 0.0 < params.target <= 1.0, "a score in (0, 1]"),
+            ("bootstrap_resamples", params.bootstrap_resamples, params.bootstrap_resamples >= 1000,
+             "at least 1000 resamples"),
+            ("confidence", params.confidence, 0.5 <= params.confidence < 1.0, "a level in [0.5, 1), e.g. 0.95"),
+            ("min_test_records", params.min_test_records, params.min_test_records >= 1, "1 or more"),
+            ("max_collapse_excess", params.max_collapse_excess, 0.0 <= params.max_collapse_excess <= 1.0, share),
+            ("leakage.threshold", params.leakage.threshold, 0.0 < params.leakage.threshold <= 1.0,
+             "a Jaccard similarity in (0, 1]"),
+            ("leakage.shingle_size", params.leakage.shingle_size, params.leakage.shingle_size >= 1, "1 or more words"),
+            ("leakage.num_perm", params.leakage.num_perm, params.leakage.num_perm >= 2, "at least 2 permutations"),
+            ("forgetting.max_loss_increase", params.forgetting.max_loss_increase,
+             params.forgetting.max_loss_increase >= 0.0, "0 or more"),
+            ("forgetting.max_kl", params.forgetting.max_kl, params.forgetting.max_kl >= 0.0, "0 or more nats"),
+            ("forgetting.max_instruction_drop", params.forgetting.max_instruction_drop,
+             0.0 <= params.forgetting.max_instruction_drop <= 1.0, share),
+            ("overfitting.max_train_test_gap", params.overfitting.max_train_test_gap,
+             0.0 <= params.overfitting.max_train_test_gap <= 1.0, share),
+            ("overfitting.max_val_rise", params.overfitting.max_val_rise, params.overfitting.max_val_rise >= 0.0, "0 or more"),
+            ("knowledge.novelty_threshold", params.knowledge.novelty_threshold,
+             0.0 <= params.knowledge.novelty_threshold <= 1.0, share)):
+        require(ok, f"compare.{key}", value, expected, params_file)
+
+
 def main(params_file: str = "params.yaml") -> None:
     params = load_section(CompareParams, "compare", params_file)
+    validate(params, params_file)
     score = load_section(ScoreParams, "score", params_file)
     task = load_section(Task, "task", params_file)
     paths = load_section(Paths, "paths", params_file)

@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Literal
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths
+from tuneproof.config import Paths, Task
 from tuneproof.io import TuneproofError, atomic_files, read_json, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import find_near_duplicates, jaccard, shingles
+from tuneproof.params import load_section, require
+from tuneproof.records import load_records, prompt_text, warn_label_variants
 from tuneproof.text import normalise
-from tuneproof.params import load_section
-from tuneproof.records import load_records, prompt_text
 
 RECORDS_FILE = "records.jsonl"
 CLUSTERS_FILE = "clusters.json"
@@ -192,10 +192,20 @@ def load_truth(truth_path: str | Path, raw_path: str | Path) -> dict | None:
     return truth
 
 
+def validate(params: DedupParams, params_file: str = "params.yaml") -> None:
+    require(0.0 < params.threshold <= 1.0, "dedup.threshold", params.threshold,
+            "a Jaccard similarity in (0, 1] (1.0: identical shingle sets only)", params_file)
+    require(params.shingle_size >= 1, "dedup.shingle_size", params.shingle_size, "a positive number of words", params_file)
+    require(params.num_perm >= 2, "dedup.num_perm", params.num_perm, "at least 2 permutations (128 is usual)", params_file)
+    require(params.seed >= 0, "dedup.seed", params.seed, "a seed of 0 or more", params_file)
+
+
 def main(params_file: str = "params.yaml") -> None:
     params = load_section(DedupParams, "dedup", params_file)
+    validate(params, params_file)
     paths = load_section(Paths, "paths", params_file)
     records = load_records(paths.raw)
+    warn_label_variants(records, load_section(Task, "task", params_file).label_field, "dedup")
     truth = load_truth(params.truth, paths.raw) if params.truth else None
     result = dedup_records(records, params)
     metrics = dict(result.metrics)

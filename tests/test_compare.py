@@ -369,3 +369,21 @@ def test_format_gain_without_field_gain_is_flagged_as_format_not_content():
 
     assert signal(0.8) is True     # valid JSON went up, the field scores did not
     assert signal(0.95) is False   # the fields improved too
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("confidence", 1.0, "compare.confidence is 1.0; use a level in [0.5, 1)"),
+    ("bootstrap_resamples", 10, "compare.bootstrap_resamples is 10; use at least 1000"),
+    ("min_test_records", 0, "compare.min_test_records is 0"),
+    ("leakage", {"threshold": 1.5}, "compare.leakage.threshold is 1.5"),
+])
+def test_compare_params_are_checked_with_their_key(project_dir, key, value, message):
+    import yaml
+
+    from stages import compare
+
+    params = yaml.safe_load((project_dir / "params.yaml").read_text())
+    params["compare"][key] = {**params["compare"][key], **value} if isinstance(value, dict) else value
+    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(TuneproofError, match=message.replace("[", r"\[").replace(")", r"\)")):
+        compare.main()

@@ -166,3 +166,34 @@ def test_failed_run_leaves_previous_outputs_untouched(project_dir):
         main()
     assert [p.read_bytes() for p in outputs(project_dir)] == before
     assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [CLUSTERS_FILE, RECORDS_FILE]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("threshold", 1.5, r"dedup.threshold is 1.5; use a Jaccard similarity in \(0, 1\]"),
+    ("shingle_size", 0, "dedup.shingle_size is 0"),
+    ("num_perm", 1, "dedup.num_perm is 1"),
+    ("seed", -1, "dedup.seed is -1"),
+])
+def test_dedup_params_are_checked_with_their_key(project_dir, key, value, message):
+    write_jsonl(project_dir / "mine.jsonl", [{"prompt": LONG, "completion": "a"}])
+    set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None, key: value})
+    with pytest.raises(TuneproofError, match=message):
+        main()
+    assert not (project_dir / "data").exists()
+
+
+def test_dedup_threshold_one_runs(project_dir):
+    write_jsonl(project_dir / "mine.jsonl", [{"prompt": LONG, "completion": "a"}, {"prompt": LONG + "!", "completion": "a"},
+                                             {"prompt": LONG + " today", "completion": "a"}])
+    set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None, "threshold": 1.0})
+    main()
+    assert json.loads((project_dir / "metrics" / "dedup.json").read_text())["records_out"] == 2
+
+
+def test_labels_differing_only_in_case_are_warned_about(project_dir, capsys):
+    write_jsonl(project_dir / "mine.jsonl", [{"prompt": "win a prize now", "completion": "Spam"},
+                                             {"prompt": "see you at six", "completion": "ham"},
+                                             {"prompt": "free entry to a cup final", "completion": "spam"}])
+    set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None}, task={"label_field": "completion"})
+    main()
+    assert "dedup: WARNING: labels 'Spam' / 'spam' differ only in case" in capsys.readouterr().err

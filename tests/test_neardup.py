@@ -138,3 +138,9 @@ def test_lsh_buckets_equal_datasketch_index():
                         for key, count in table.itemcounts().items() if count > 1})
     assert [tuple(b) for b in lsh_buckets(signatures, 0.6)] == reference
     assert (0, 10) in reference  # the copy shares every bucket with its original
+
+
+def test_threshold_one_groups_identical_shingle_sets_only():
+    """1.0 is in the documented range; datasketch's LSH cannot band at it, so it takes an exact path."""
+    texts = [BASE, BASE.upper() + "!", BASE + " please", "short one", "Short one."]
+    assert near_duplicate_clusters(texts, 1.0, 3, 128) == [[0, 1], [3, 4]]

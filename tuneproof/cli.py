@@ -23,7 +23,7 @@ from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt, Task
 from tuneproof.io import TuneproofError, write_text
 from tuneproof.params import PARAMS_FILE, from_dict, load_section, read_params
-from tuneproof.records import load_records
+from tuneproof.records import load_records, warn_label_variants
 
 T = TypeVar("T")
 
@@ -68,6 +68,7 @@ def check_data(args: argparse.Namespace) -> int:
     lengths = data_check.token_lengths(tokenizer, records, prompt.system)
     too_long = data_check.over_long(lengths, limit)
     labels = data_check.label_counts(records, task.label_field) if task.label_field else None
+    warn_label_variants(records, task.label_field, "check-data")
     print(data_check.format_report(args.file, len(records), data_check.input_format(args.file), task.label_field,
                                    labels, prompt.system, model_dir, lengths, limit, too_long))
     if too_long and not args.allow_long:

@@ -158,7 +158,13 @@ def find_near_duplicates(texts: list[str], threshold: float, shingle_size: int, 
               for t in tqdm(texts, desc="shingle", unit="text", disable=len(texts) < _PROGRESS_MIN)]
     if len(texts) < 2:
         return NearDuplicates([], {}, 0)
-    buckets = lsh_buckets(minhash_signatures(hashes, num_perm, seed), threshold)
+    if threshold >= 1.0:  # only identical shingle sets qualify: group them directly (LSH cannot band at 1.0)
+        same: dict[frozenset, list[int]] = {}
+        for i, h in enumerate(hashes):
+            same.setdefault(frozenset(h.tolist()), []).append(i)
+        buckets = [group for group in same.values() if len(group) > 1]
+    else:
+        buckets = lsh_buckets(minhash_signatures(hashes, num_perm, seed), threshold)
 
     # Union-find over confirmed pairs. A pair already in one group is not checked again: it could
     # not change the groups, and it keeps a bucket of m copies of one text at ~m checks, not m^2/2.

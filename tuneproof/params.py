@@ -107,3 +107,10 @@ def _convert(value: Any, tp: Any, key: str) -> Any:
             raise TuneproofError(f"{key}: expected {tp.__name__}, got {value!r}")
         return value
     raise TypeError(f"unsupported params type {tp} for {key}")
+
+
+def require(ok: bool, key: str, value: Any, expected: str, params_file: str | Path = PARAMS_FILE) -> None:
+    """One style for every range check of a loaded value: `params.yaml: dedup.threshold is 1.5;
+    use a Jaccard similarity in (0, 1]`."""
+    if not ok:
+        raise TuneproofError(f"{params_file}: {key} is {value!r}; use {expected}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -158,3 +159,22 @@ def sample_records(records: Sequence[dict], n: int, seed: int) -> list[dict]:
     ordered = sorted(records, key=lambda r: r["id"])
     chosen = random.Random(seed).sample(ordered, min(n, len(ordered)))
     return sorted(chosen, key=lambda r: r["id"])
+
+
+def label_variants(records: Sequence[dict], label_field: str | None) -> list[list[str]]:
+    """Groups of labels that differ only in case, spacing or punctuation ("Spam" / "spam"): each
+    becomes a class of its own, which is rarely what the data meant."""
+    from tuneproof.text import normalise
+
+    groups: dict[str, set[str]] = {}
+    for record in records:
+        label = label_of(record, label_field)
+        if label is not None:
+            groups.setdefault(normalise(label), set()).add(label)
+    return [sorted(g) for _, g in sorted(groups.items()) if len(g) > 1]
+
+
+def warn_label_variants(records: Sequence[dict], label_field: str | None, where: str) -> None:
+    for variants in label_variants(records, label_field):
+        print(f"{where}: WARNING: labels {' / '.join(map(repr, variants))} differ only in case or punctuation and "
+              "count as separate classes; make them one label in the data", file=sys.stderr)
