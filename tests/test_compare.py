@@ -387,3 +387,12 @@ def test_compare_params_are_checked_with_their_key(project_dir, key, value, mess
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(TuneproofError, match=message.replace("[", r"\[").replace(")", r"\)")):
         compare.main()
+
+
+def test_a_repeated_test_id_is_refused_not_collapsed():
+    from tuneproof.paired import aligned
+
+    rows = [{"id": "L1", "scores": {"accuracy": 1.0}}, {"id": "L2", "scores": {"accuracy": 0.0}}]
+    with pytest.raises(TuneproofError, match=r"fine-tune's rows repeat test ids \['L1'\]"):
+        aligned([*rows, rows[0]], rows)
+    assert [r["id"] for r in aligned(rows[::-1], rows)[0]] == ["L1", "L2"]

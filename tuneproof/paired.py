@@ -42,6 +42,11 @@ def scores_metric(rows: Sequence[dict], metric: str) -> bool:
 def aligned(a_rows: Sequence[dict], b_rows: Sequence[dict], names: tuple[str, str] = PAIR) -> tuple[list[dict], list[dict]]:
     """Both systems' rows in the same id order; error if they were not scored on the same test set."""
     a, b = {row["id"]: row for row in a_rows}, {row["id"]: row for row in b_rows}
+    for name, rows, by_id in ((names[0], a_rows, a), (names[1], b_rows, b)):
+        if len(by_id) != len(rows):  # a repeated id would be silently collapsed into one pair
+            seen: set = set()
+            repeated = sorted({r["id"] for r in rows if r["id"] in seen or seen.add(r["id"])})[:5]
+            raise TuneproofError(f"{name}'s rows repeat test ids {repeated}; each id must be scored once; re-run it")
     if set(a) != set(b):
         missing, extra = sorted(set(b) - set(a))[:5], sorted(set(a) - set(b))[:5]
         raise TuneproofError(f"{names[1]} and {names[0]} were scored on different test sets "
