@@ -162,6 +162,17 @@ def test_json_rows_carry_labels_and_aggregate_macro_f1():
     assert set(agg) == set(metric_names(DEMO)) | {"macro_f1"}
 
 
+def test_macro_f1_of_a_sample_averages_over_the_labels_it_holds_or_predicts():
+    """A perfect 16-record train sample without a single spam is 1.0, not 0.5 (spam neither
+    occurs nor is predicted); a label predicted but absent still counts, as a false positive."""
+    records = [{"id": f"L{i}", "messages": [], "completion": c} for i, c in enumerate(["ham", "spam", "eggs"])]
+    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1"), "completion", records)
+    ham = [scorer.row({**records[0], "id": f"H{i}"}, "ham") for i in range(16)]
+    assert scorer.aggregate(ham)["macro_f1"] == 1.0
+    one_wrong = [*ham[:-1], scorer.row({**records[0], "id": "H15"}, "spam")]
+    assert scorer.aggregate(one_wrong)["macro_f1"] == pytest.approx((2 * 15 / 31 + 0) / 2)
+
+
 def test_exact_kind():
     scorer = Scorer(ScoreParams(kind="exact", primary="exact"))
     assert scorer.score(" 42\n", "42") == ({"exact": 1.0}, None)

@@ -189,18 +189,20 @@ class Scorer:
         return row
 
     def aggregate(self, rows: Sequence[dict]) -> dict[str, float]:
-        """Mean of every per-example metric, plus macro-F1 over the label set where rows carry
-        labels. Macro-F1 averages over the label set only: a prediction naming no label counts
-        as a miss for the true class, never as a class of its own."""
+        """Mean of every per-example metric, plus macro-F1 where rows carry labels. Macro-F1
+        averages over the labels these rows hold or predict (sklearn's default): a label that
+        neither occurs nor is predicted in a 16-record train sample would otherwise add a 0 and
+        cap a perfect score at 0.5. A prediction naming no label counts as a miss for the true
+        class, never as a class of its own."""
         from sklearn.metrics import f1_score
 
         if not rows:
             return {}
         out = {name: sum(r["scores"][name] for r in rows) / len(rows) for name in metric_names(self.params)}
         if self.label_field is not None and self.labels:
-            out["macro_f1"] = float(f1_score(
-                [str(r["label"]) for r in rows], [str(r["predicted_label"]) for r in rows],
-                labels=list(self.labels), average="macro", zero_division=0))
+            true, pred = [str(r["label"]) for r in rows], [str(r["predicted_label"]) for r in rows]
+            present = sorted(set(true) | (set(pred) & set(self.labels)))
+            out["macro_f1"] = float(f1_score(true, pred, labels=present, average="macro", zero_division=0))
         return out
 
 
