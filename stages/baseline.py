@@ -15,19 +15,30 @@ Writes `<paths.baseline>/<strategy>.jsonl` (one row per test record) and metrics
 `{strategy: {metric: value}, "best": {"strategy": name, metric: value}, "trivial": {...}}`;
 "best" is chosen by `score.primary`, "trivial" holds the references every bar is read against
 (majority class; share of test completions seen verbatim in train).
+
+A killed run loses no finished work: each configuration's rows (on val and on test) go to
+`.tuneproof/cache/baseline/<sha256>.json` as soon as they are done, named by a fingerprint of
+everything that decides them (RowCache); a re-run reuses those whose fingerprint matches. The
+folder is not a DVC output (DVC deletes outputs before it re-runs a stage) and is removed once
+the outputs are written.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
 import random
+import shutil
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Callable, Literal, Sequence
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
-from tuneproof.io import TuneproofError, write_json
+from tuneproof.io import TuneproofError, dumps, jsonl_line, read_json, sha256_file, sha256_text, write_json
 from tuneproof.params import load_section
 from tuneproof.predict import predict_and_score, rank_and_score, write_predictions
 from tuneproof.records import label_of, prompt_text, read_split, sample_records
@@ -35,6 +46,10 @@ from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
 Strategy = Literal["zero_shot", "few_shot", "retrieval", "rank"]
 REFERENCE = "tfidf_logreg"  # the trivial learnt reference of label tasks (rows: <paths.baseline>/reference_tfidf_logreg.jsonl)
+CACHE_DIR = Path(".tuneproof/cache/baseline")  # rows of finished configurations while a run is in progress (not a DVC output)
+# the code a configuration's rows depend on: an edit to any of it invalidates the cached rows
+CODE = ("stages.baseline", "tuneproof.generation", "tuneproof.modeling", "tuneproof.predict", "tuneproof.prompting",
+        "tuneproof.records", "tuneproof.scoring", "tuneproof.text")
 
 
 @dataclass(frozen=True)
@@ -158,6 +173,59 @@ def run_strategy(strategy: str, k: int | None, model, tokenizer, train: Sequence
     return predict_and_score(model, tokenizer, records, scorer, system, gen, shots, desc=desc)
 
 
+def records_digest(records: Sequence[dict]) -> str:
+    """sha256 of the records in order (ids, prompts, completions: every field)."""
+    return sha256_text("\n".join(jsonl_line(r) for r in records))
+
+
+def cache_context(model_dir: str | Path, model, train: Sequence[dict], scorer: Scorer, system: str | None,
+                  gen: GenerateParams, seed: int) -> dict:
+    """Everything besides the configuration and its records that decides a configuration's rows:
+    the model folder's files (weights, tokenizer, chat template), where and in what dtype it runs,
+    the code and library versions, the prompt, decoding and scoring settings, the seed, train."""
+    import torch
+    import transformers
+
+    parameter = next(model.parameters())
+    files = sorted(p for p in Path(model_dir).rglob("*") if p.is_file())
+    return {"model_files": {p.relative_to(model_dir).as_posix(): sha256_file(p) for p in files},
+            "device": str(parameter.device), "dtype": str(parameter.dtype),
+            "code": {name: sha256_file(importlib.import_module(name).__file__) for name in CODE},
+            "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+            "system": system, "generate": dataclasses.asdict(gen), "score": dataclasses.asdict(scorer.params),
+            "label_field": scorer.label_field, "labels": list(scorer.labels), "seed": seed,
+            "train": records_digest(train)}
+
+
+@dataclass(frozen=True)
+class RowCache:
+    """Each finished configuration's rows, so that a re-run after a kill reuses them: one JSON file
+    per configuration in `folder` (None: keep nothing), named by the sha256 of `context`
+    (cache_context), the strategy, k and the records. A different fingerprint is never reused."""
+
+    folder: Path | None
+    context: dict = field(default_factory=dict)
+
+    def rows(self, strategy: str, k: int | None, records: Sequence[dict], compute: Callable[[], list[dict]],
+             desc: str) -> list[dict]:
+        """The cached rows of this configuration on `records`, else compute() (then cached)."""
+        if self.folder is None:
+            return compute()
+        key = sha256_text(dumps({"context": self.context, "strategy": strategy, "k": k,
+                                 "records": records_digest(records)}))
+        path = self.folder / f"{key}.json"
+        if path.is_file():
+            print(f"{desc}: reusing the rows of an interrupted run ({path})")
+            return read_json(path)["rows"]
+        rows = compute()
+        write_json(path, {"strategy": strategy, "k": k, "records": len(records), "rows": rows})
+        return rows
+
+    def clear(self) -> None:
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
+
 def candidates(strategies: Sequence[str], params: BaselineParams) -> list[tuple[str, int | None]]:
     """Every configuration tried on val: each strategy with each of its candidate k."""
     ks = {"few_shot": params.few_shot_k, "retrieval": params.retrieval_k}
@@ -174,7 +242,8 @@ def config_name(strategy: str, k: int | None) -> str:
 
 
 def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], scorer: Scorer, system: str | None,
-                gen: GenerateParams, params: BaselineParams, strategies: Sequence[str]) -> dict:
+                gen: GenerateParams, params: BaselineParams, strategies: Sequence[str],
+                cache: RowCache = RowCache(None)) -> dict:
     """Each strategy's k and the best strategy, chosen on `val` only (never on test): the prompted
     side gets the same selection on validation as the fine-tune's checkpoint."""
     configs = candidates(strategies, params)
@@ -183,8 +252,9 @@ def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], sc
     for strategy, k in configs:
         if len(configs) == 1:  # nothing to choose between: spend no decoding on val
             break
-        rows = run_strategy(strategy, k, model, tokenizer, train, val, scorer, system, gen, params.seed,
-                            desc=f"val {config_name(strategy, k)}")
+        desc = f"baseline val {config_name(strategy, k)}"
+        rows = cache.rows(strategy, k, val, partial(run_strategy, strategy, k, model, tokenizer, train, val, scorer,
+                                                    system, gen, params.seed, desc), desc)
         scores[config_name(strategy, k)] = scorer.aggregate(rows)
     chosen = {}
     for strategy in strategies:
@@ -197,13 +267,18 @@ def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], sc
 
 
 def run_baseline(model, tokenizer, train: Sequence[dict], val: Sequence[dict], test: Sequence[dict], scorer: Scorer,
-                 system: str | None, gen: GenerateParams, params: BaselineParams) -> tuple[dict[str, list[dict]], dict]:
+                 system: str | None, gen: GenerateParams, params: BaselineParams,
+                 cache: RowCache = RowCache(None)) -> tuple[dict[str, list[dict]], dict]:
     """(rows per strategy, metrics): k and the best strategy chosen on val, then each strategy
-    scored once on test at its chosen k. `best` is the val winner with its test metrics."""
+    scored once on test at its chosen k. `best` is the val winner with its test metrics. Every
+    configuration's rows go through `cache` (reused after a kill)."""
     strategies = active_strategies(params, scorer.label_field)
-    selection = tune_on_val(model, tokenizer, train, val, scorer, system, gen, params, strategies)
-    rows = {s: run_strategy(s, selection["k"][s], model, tokenizer, train, test, scorer, system, gen, params.seed, s)
-            for s in strategies}
+    selection = tune_on_val(model, tokenizer, train, val, scorer, system, gen, params, strategies, cache)
+    rows = {}
+    for s in strategies:
+        k, desc = selection["k"][s], f"baseline {s}"
+        rows[s] = cache.rows(s, k, test, partial(run_strategy, s, k, model, tokenizer, train, test, scorer, system,
+                                                 gen, params.seed, desc), desc)
     metrics: dict = {s: scorer.aggregate(r) for s, r in rows.items()}
     metrics["best"] = {"strategy": selection["best"], **metrics[selection["best"]]}
     metrics["selection"] = selection
@@ -230,9 +305,11 @@ def main(params_file: str = "params.yaml") -> None:
     warn_uncovered_labels(train, params, scorer.label_field)
     tokenizer = load_tokenizer(paths.base_model)
     model = load_model(paths.base_model)
-    rows, metrics = run_baseline(model, tokenizer, train, val, test, scorer, system, gen, params)
+    cache = RowCache(CACHE_DIR, cache_context(paths.base_model, model, train, scorer, system, gen, params.seed))
+    rows, metrics = run_baseline(model, tokenizer, train, val, test, scorer, system, gen, params, cache)
     write_predictions(rows, paths.output("baseline"))
     write_json(paths.metrics_file("baseline"), metrics)
+    cache.clear()  # the outputs hold it all now
     primary, selection = score.primary, metrics["selection"]
     for strategy, k in selection["k"].items():
         print(f"baseline {config_name(strategy, k)}: {primary} = {metrics[strategy][primary]:.3f} on test")

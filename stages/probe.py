@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths
@@ -30,6 +29,7 @@ from tuneproof.io import TuneproofError, read_jsonl, write_json
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.params import load_section
 from tuneproof.predict import build_prompts, write_predictions
+from tuneproof.progress import progress
 from tuneproof.scoring import extract_json_object
 
 
@@ -69,7 +69,7 @@ def text_loss_and_kl(base, tuned, tokenizer, passages: list[str], max_length: in
     totals = {"base_loss": 0.0, "finetune_loss": 0.0, "kl": 0.0}
     n_tokens = 0
     device = next(tuned.parameters()).device
-    for passage in tqdm(passages, desc="probe text", leave=False):
+    for passage in progress(passages, desc="probe text", unit="passage"):
         ids = tokenizer(passage, add_special_tokens=False, truncation=True, max_length=max_length,
                         return_tensors="pt")["input_ids"].to(device)
         if ids.shape[1] < 2:

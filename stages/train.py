@@ -51,6 +51,7 @@ from tuneproof.io import (TuneproofError, atomic_path, check_output_path, dumps,
 from tuneproof.modeling import load_tokenizer, select_device, select_dtype
 from tuneproof.generation import GenerateParams
 from tuneproof.params import load_section
+from tuneproof.progress import progress, to_log, trainer_progress
 from tuneproof.prompting import completion_target, format_prompt
 from tuneproof.records import label_of, read_split
 from tuneproof.scoring import ScoreParams, build_scorer
@@ -131,10 +132,9 @@ def build_dataset(tokenizer, records: Sequence[dict], system: str | None, max_le
     """Tokenized datasets.Dataset of `records`. Examples cut at `max_length` are reported; those
     left without any completion token teach nothing and are dropped."""
     from datasets import Dataset
-    from tqdm import tqdm
 
     rows = [tokenize_record(tokenizer, record, system, max_length)
-            for record in tqdm(records, desc=f"tokenize {name}", leave=False)]
+            for record in progress(records, desc=f"tokenize {name}", unit="record")]
     cut = sum(row.pop("length") > max_length for row in rows)
     kept = [row for row in rows if 1 in row["completion_mask"]]
     if not kept:
@@ -470,8 +470,12 @@ def build_trainer(params: TrainParams, system: str | None, base_dir: str | Path,
     extra = [make_loss_curves(curves_dir, curve_names), *callbacks]
     if params.early_stopping_patience is not None:
         extra.append(EarlyStoppingCallback(params.early_stopping_patience, params.early_stopping_threshold))
+    args = sft_config(params, checkpoints, device, best_metric)
+    if to_log():  # tqdm's redraws never reach a log: plain timed lines instead (tuneproof.progress)
+        args.disable_tqdm = True
+        extra.append(trainer_progress())
     trainer = SharedPrefixSFTTrainer(
-        model=model, args=sft_config(params, checkpoints, device, best_metric), train_dataset=train_ds,
+        model=model, args=args, train_dataset=train_ds,
         eval_dataset=val_ds, processing_class=tokenizer, peft_config=lora_config(params, model),
         callbacks=extra, shared_prefix=prefix, val_metrics=val_fn)
     if params.method == "qlora" and select_dtype(device) == torch.float32:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 
 import pytest
+import torch
 
 from demo_project import demo_records, label_records, setup_project
 from stages import baseline
-from stages.baseline import (BaselineParams, active_strategies, best_strategy, candidates, retrieve_shots,
-                             select_few_shot, trivial_references)
-from tuneproof.io import TuneproofError, read_json, read_jsonl
+from stages.baseline import (BaselineParams, RowCache, active_strategies, best_strategy, cache_context, candidates,
+                             retrieve_shots, select_few_shot, trivial_references)
+from tuneproof.generation import GenerateParams
+from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_text
 from tuneproof.records import label_of
-from tuneproof.scoring import ScoreParams, metric_names
+from tuneproof.scoring import Scorer, ScoreParams, metric_names
 
 
 def test_few_shot_covers_the_most_frequent_labels_deterministically():
@@ -120,6 +123,85 @@ def test_main_on_a_label_task_runs_rank(project_dir, tiny_model_dir):
     assert metrics["rank"]["extracted"] == 1.0  # rank always answers with a label
     assert set(metrics["rank"]) == {"accuracy", "extracted", "exact", "macro_f1"}
     assert metrics["trivial"]["majority_label"] == "ham"
+
+
+class Killed(Exception):
+    """Stands for the kill of a run."""
+
+
+def test_a_killed_run_reuses_finished_configurations_and_matches_an_uninterrupted_run(
+        project_dir, tiny_model_dir, monkeypatch):
+    train, test = demo_records(24, seed=1), demo_records(6, seed=2, first_id=100)
+    params = setup_project(project_dir, tiny_model_dir, train, test,
+                           baseline={"few_shot_k": [1], "retrieval_k": [2], "val_records": 4})
+    out = project_dir / params["paths"]["baseline"]
+    metrics_file = project_dir / params["paths"]["metrics"] / "baseline.json"
+    outputs = lambda: {p.name: p.read_bytes() for p in [*out.glob("*.jsonl"), metrics_file]}  # noqa: E731
+    baseline.main()
+    uninterrupted = outputs()
+    assert not (project_dir / baseline.CACHE_DIR).exists()  # removed once the outputs are written
+    shutil.rmtree(out)
+    metrics_file.unlink()
+
+    real, calls = baseline.run_strategy, []
+
+    def run_strategy(*args, kill_at: int | None = None):
+        calls.append(args[-1])  # desc: "baseline val <config>" or "baseline <strategy>" (test)
+        if len(calls) == kill_at:
+            raise Killed
+        return real(*args)
+
+    monkeypatch.setattr(baseline, "run_strategy", lambda *args: run_strategy(*args, kill_at=5))
+    with pytest.raises(Killed):
+        baseline.main()
+    assert calls == ["baseline val zero_shot", "baseline val few_shot@1", "baseline val retrieval@2",
+                     "baseline zero_shot", "baseline few_shot"]
+    assert not out.exists() and not metrics_file.exists()
+    assert len(list((project_dir / baseline.CACHE_DIR).glob("*.json"))) == 4  # 3 on val, zero_shot on test
+
+    calls.clear()
+    monkeypatch.setattr(baseline, "run_strategy", run_strategy)
+    baseline.main()
+    assert calls == ["baseline few_shot", "baseline retrieval"]  # the finished four were reused
+    assert outputs() == uninterrupted
+    assert not (project_dir / baseline.CACHE_DIR).exists()
+
+
+def test_row_cache_reuses_only_the_same_fingerprint(tmp_path):
+    computed = []
+    compute = lambda: computed.append(1) or [{"id": "L1", "scores": {"exact": 0.5}}]  # noqa: E731
+    records = label_records([("a", "x")])
+    cache = RowCache(tmp_path / "cache", {"model": "m1"})
+    assert cache.rows("few_shot", 4, records, compute, "d") == compute()
+    computed.clear()
+    assert cache.rows("few_shot", 4, records, compute, "d") == [{"id": "L1", "scores": {"exact": 0.5}}]
+    assert computed == []  # reused
+    cache.rows("few_shot", 2, records, compute, "d")  # other k
+    cache.rows("few_shot", 4, label_records([("b", "x")]), compute, "d")  # other records
+    RowCache(tmp_path / "cache", {"model": "m2"}).rows("few_shot", 4, records, compute, "d")  # other model
+    RowCache(None).rows("few_shot", 4, records, compute, "d")  # no cache: always computed
+    assert len(computed) == 4
+    cache.clear()
+    assert not (tmp_path / "cache").exists()
+
+
+def test_cache_context_covers_model_files_decoding_scoring_and_train(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    model, train = torch.nn.Linear(2, 2), label_records([("a", "x")])
+    scorer = Scorer(ScoreParams(kind="label", primary="accuracy", fields=[], style={}), "completion", ("x", "y"))
+
+    def context(**changes) -> dict:
+        args = {"train": train, "scorer": scorer, "system": "S", "gen": GenerateParams(), "seed": 0, **changes}
+        return cache_context(tmp_path, model, **args)
+
+    base = context()
+    assert base == context() and base["model_files"] == {"model.safetensors": sha256_text("weights")}
+    assert context(gen=GenerateParams(max_new_tokens=8)) != base
+    assert context(system="T") != base and context(seed=1) != base
+    assert context(train=label_records([("a", "y")])) != base
+    assert context(scorer=Scorer(scorer.params, "completion", ("x", "z"))) != base
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert context() != base
 
 
 def test_main_reports_missing_split(project_dir, tiny_model_dir):

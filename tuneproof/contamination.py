@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csr_matrix
 from sklearn.feature_extraction.text import CountVectorizer
-from tqdm import tqdm
 
+from tuneproof.progress import progress
 from tuneproof.text import normalise
 
 _DENSE_CELLS = 1 << 24  # query x corpus cells materialised per block (16M int32 ~ 64 MiB)
@@ -59,7 +59,7 @@ def max_jaccard(queries: list[str], corpus: list[str], n: int) -> tuple[np.ndarr
     c_t = c.T.tocsc()
     rows = max(1, _DENSE_CELLS // len(corpus))
     blocks = range(0, len(queries), rows)
-    for start in tqdm(blocks, desc="audit", unit="block", disable=len(blocks) < _PROGRESS_MIN_BLOCKS):
+    for start in progress(blocks, desc="audit", unit="block", disable=len(blocks) < _PROGRESS_MIN_BLOCKS):
         stop = min(start + rows, len(queries))
         inter = (q[start:stop] @ c_t).toarray()  # shared n-grams of every (query, corpus) pair
         union = q_sizes[start:stop, None] + c_sizes[None, :] - inter

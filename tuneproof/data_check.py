@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
+from tuneproof.progress import progress
 from tuneproof.prompting import completion_target, format_prompt
 from tuneproof.records import label_of, parse_record
 
@@ -63,7 +63,7 @@ def label_counts(records: list[dict], label_field: str | None) -> list[tuple[str
 
 def token_lengths(tokenizer, records: list[dict], system: str | None) -> list[TokenLengths]:
     """Per-record prompt/completion/total token counts of the training sequence."""
-    prompts = [format_prompt(tokenizer, r, system) for r in tqdm(records, desc="rendering prompts", leave=False)]
+    prompts = [format_prompt(tokenizer, r, system) for r in progress(records, desc="rendering prompts", unit="record")]
     targets = [completion_target(tokenizer, r) for r in records]
     # As the train stage does: prompt and completion tokenized apart, without special tokens (the
     # chat template already placed them). Batched calls run in the fast tokenizer's Rust code.

@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
-from tqdm.auto import tqdm
 
 from tuneproof.io import TuneproofError
+from tuneproof.progress import progress
 from tuneproof.prompting import completion_target
 
 # Below this many shared tokens a prefix cache saves less than copying it costs.
@@ -273,11 +273,164 @@ def generate(model, tokenizer, prompts: Sequence[str], max_new_tokens: int, batc
     outputs: list[str] = [""] * len(prompts)
     batches = _length_batches([len(t) for t in token_lists], batch_size)
     with _attention_implementation(model, SHARED_PREFIX_ATTENTION) if own_loop else contextlib.nullcontext():
-        for batch in tqdm(batches, desc=desc, unit="batch", leave=False):
+        for batch in progress(batches, desc=desc, unit="batch"):
             rows = decode_batch(model, batcher, [token_lists[i] for i in batch], max_new_tokens, stops)
             for row, i in zip(rows, batch):
                 outputs[i] = tokenizer.decode(row, skip_special_tokens=True)
     return outputs
+
+
+def _token_trie(targets: Sequence[Sequence[int]]) -> tuple[list[int], list[int], list[list[int]]]:
+    """The token trie over `targets`: each node's token and parent (-1: the prompt), parents
+    first, and each target's nodes in order. Targets sharing leading tokens share those nodes."""
+    index: dict[tuple[int, int], int] = {}
+    tokens: list[int] = []
+    parents: list[int] = []
+    paths: list[list[int]] = []
+    for target in targets:
+        node, path = -1, []
+        for token in target:
+            if (node, token) not in index:
+                index[node, token] = len(tokens)
+                tokens.append(token)
+                parents.append(node)
+            node = index[node, token]
+            path.append(node)
+        paths.append(path)
+    return tokens, parents, paths
+
+
+@dataclass(frozen=True)
+class _LabelTrie:
+    """The targets' trie laid out for scoring. Every node is scored once from its parent's
+    next-token distribution; only inner nodes (those with children) run through the model, since
+    a target's last token is scored but its own next-token distribution is never needed."""
+
+    n_nodes: int
+    paths: torch.Tensor           # [targets, longest] each target's nodes, padded with n_nodes (a zero score)
+    inner_tokens: torch.Tensor    # [inner] in run order: parents first, so each is cached before its children
+    inner_depths: torch.Tensor    # [inner] 0 for a target's first token
+    visible: torch.Tensor         # [inner, inner] bool, [i, j]: inner node j is node i or one of its ancestors
+    spans: list[tuple[int, int]]  # run-order [start, end) of the inner nodes run by each forward
+    scored: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]  # per forward: the nodes scored
+    # from its logits, the place of each node's parent among them, each node's token
+
+
+def _run_order(paths: list[list[int]], inner: set[int], nodes_per_forward: int) -> tuple[dict[int, int], list]:
+    """The inner nodes in run order, parents first (node -> its place in the cache after the
+    prompt), and each forward's [start, end) in it: at most `nodes_per_forward` nodes each."""
+    slot = {node: i for i, node in enumerate(dict.fromkeys(n for path in paths for n in path if n in inner))}
+    spans = [(start, min(start + nodes_per_forward, len(slot))) for start in range(0, len(slot), nodes_per_forward)]
+    return slot, spans or [(0, 0)]  # single-token targets: the one forward runs the prompts alone
+
+
+def _label_trie(targets: Sequence[Sequence[int]], nodes_per_forward: int, device) -> _LabelTrie:
+    """`targets`' token trie, run `nodes_per_forward` inner nodes per forward at most."""
+    tokens, parents, paths = _token_trie(targets)
+    slot, spans = _run_order(paths, set(parents) - {-1}, nodes_per_forward)
+    forward_of = [k for k, (start, end) in enumerate(spans) for _ in range(start, end)]
+    depths: list[int] = []
+    for parent in parents:
+        depths.append(0 if parent == -1 else depths[parent] + 1)
+    ancestors = [(i, slot[a]) for i, node in enumerate(slot) for a in _ancestry(node, parents)]
+    visible = torch.zeros(len(slot), len(slot), dtype=torch.bool)
+    visible[[i for i, _ in ancestors], [j for _, j in ancestors]] = True
+    scored: list[tuple[list[int], list[int], list[int]]] = [([], [], []) for _ in spans]
+    for node, parent in enumerate(parents):
+        # scored from its parent's logits, which a forward keeps as [the prompts' last token (first
+        # forward only) | the span's nodes]
+        forward = 0 if parent == -1 else forward_of[slot[parent]]
+        nodes, at, next_tokens = scored[forward]
+        nodes.append(node)
+        at.append(0 if parent == -1 else slot[parent] - spans[forward][0] + (forward == 0))
+        next_tokens.append(tokens[node])
+    longest = max(len(p) for p in paths)
+    def as_tensor(values) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.long, device=device)
+
+    return _LabelTrie(len(tokens), as_tensor([p + [len(tokens)] * (longest - len(p)) for p in paths]),
+                      as_tensor([tokens[n] for n in slot]), as_tensor([depths[n] for n in slot]),
+                      visible.to(device), spans, [tuple(map(as_tensor, s)) for s in scored])
+
+
+def _ancestry(node: int, parents: Sequence[int]) -> list[int]:
+    """`node` and its ancestors up to the trie's root (the prompt, -1, excluded)."""
+    chain = []
+    while node != -1:
+        chain.append(node)
+        node = parents[node]
+    return chain
+
+
+def _score_nodes(node_logp: torch.Tensor, logits: torch.Tensor, nodes, at, tokens) -> None:
+    """node_logp[:, nodes] = log p(tokens | logits[:, at]), each node scored from its parent's
+    logits: gathered logits minus their log-normaliser, not a full [rows, positions, vocab] log-softmax."""
+    logits = logits.float()
+    node_logp[:, nodes] = logits[:, at, tokens] - torch.logsumexp(logits, dim=-1)[:, at]
+
+
+def _trie_scores(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]], trie: _LabelTrie) -> torch.Tensor:
+    """[rows, targets] summed target log-probs. Each prompt's own tokens run once, attending to the
+    one copy of the shared prefix; the trie's inner nodes run on that cache (the first span in
+    the same forward), each attending to its prompt and its own ancestors (a tree mask) at the
+    position it has in prompt + target, so it sees exactly what it would see there. Nothing of
+    the prompt is copied per target."""
+    from transformers import DynamicCache
+
+    device, p, b = batcher.device, len(batcher.prefix), len(rows)
+    own_ids, own_mask = _left_padded([r[p:] for r in rows], batcher.pad_id)
+    seen = torch.tensor(own_mask, dtype=torch.bool, device=device)  # [rows, own keys]: False on left padding
+    width = seen.shape[1]
+    positions = p + (seen.long().cumsum(-1) - 1).clamp(min=0)
+    node_positions = positions[:, -1:] + 1 + trie.inner_depths  # a target's token j sits j + 1 after the prompt's last
+    # causal over the own tokens; the diagonal stays open so a padding position attends to itself (no NaN)
+    causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+    prompt_mask = (causal & seen[:, None]) | torch.eye(width, dtype=torch.bool, device=device)
+    cache, layers = DynamicCache(), batcher.layers()  # no config: no sliding-window layer may drop keys
+    node_logp = torch.zeros(b, trie.n_nodes + 1, device=device)  # last column: trie.paths' padding
+    for forward, (start, end) in enumerate(trie.spans):
+        ids = trie.inner_tokens[None, start:end].expand(b, -1)
+        mask = torch.cat([seen[:, None].expand(-1, end - start, -1),
+                          trie.visible[None, start:end, :end].expand(b, -1, -1)], dim=-1)
+        span_positions = node_positions[:, start:end]
+        if forward == 0:  # the prompts' own tokens lead the first forward, seeing none of the trie
+            ids = torch.cat([torch.tensor(own_ids, device=device), ids], dim=1)
+            mask = torch.cat([torch.cat([prompt_mask, mask.new_zeros(b, width, end)], dim=-1), mask], dim=1)
+            span_positions = torch.cat([positions, span_positions], dim=1)
+        logits = model(input_ids=ids, attention_mask=mask[:, None], position_ids=span_positions, cache=cache,
+                       use_cache=True, logits_to_keep=end - start + (forward == 0), prefix=layers).logits
+        _score_nodes(node_logp, logits, *trie.scored[forward])
+    return node_logp[:, trie.paths].sum(-1)
+
+
+def _copied_cache_scores(model, batcher: _PrefixBatcher, rows: Sequence[Sequence[int]],
+                         targets: Sequence[Sequence[int]], targets_per_forward: int) -> torch.Tensor:
+    """[rows, targets] summed target log-probs for models shared_prefix_attention cannot run
+    (soft-capping, sinks, short sliding windows): the prompts run once with the model's own
+    attention, then each group of targets runs right-padded on per-target copies of their caches
+    (rows x targets_per_forward copies at a time)."""
+    ids, mask, _ = batcher.batch(rows)  # this batcher holds no prefix: the prompts run whole
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True, logits_to_keep=1)
+    first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts every target's token 0
+    b, columns = len(rows), []
+    for start in range(0, len(targets), targets_per_forward):
+        group = targets[start:start + targets_per_forward]
+        n, width = len(group), max(len(t) for t in group)
+        t_ids = torch.tensor([list(t) + [batcher.pad_id] * (width - len(t)) for t in group], device=batcher.device)
+        t_mask = torch.tensor([[1] * len(t) + [0] * (width - len(t)) for t in group], device=batcher.device)
+        cache = copy.deepcopy(out.cache)
+        cache.batch_repeat_interleave(n)  # row r * n + k = prompt r, target k
+        cont_ids, cont_mask = t_ids.repeat(b, 1), t_mask.repeat(b, 1)
+        cont_pos = positions[:, -1:].repeat_interleave(n, dim=0) + 1 + torch.arange(width, device=batcher.device)
+        cont = model(input_ids=cont_ids, attention_mask=torch.cat([mask.repeat_interleave(n, dim=0), cont_mask], dim=1),
+                     position_ids=cont_pos, cache=cache, use_cache=True)
+        # Token j of a target is predicted by the logits after token j-1 (token 0: after the prompt).
+        logp = torch.log_softmax(cont.logits[:, :-1].float(), dim=-1)
+        rest = (logp.gather(-1, cont_ids[:, 1:, None])[..., 0] * cont_mask[:, 1:]).sum(-1)
+        first = first_logp.repeat_interleave(n, dim=0).gather(-1, cont_ids[:, :1])[:, 0]
+        columns.append((first + rest).view(b, n))
+    return torch.cat(columns, dim=1)
 
 
 @torch.inference_mode()
@@ -288,7 +441,10 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[str], targets: Seq
 
     `targets` are full completions as the model must emit them (label + end-of-turn token), so
     a label that is a prefix of another ("spam" vs "spam offer") is not favoured. Each prompt
-    is run once; its cache is repeated for every target, whose tokens are right-padded after it.
+    runs once; the targets' tokens run as one token trie on that prompt's cache (targets sharing
+    leading tokens share their forward pass, and no target copies the prompt's cache).
+    Memory: max(1, batch_size // targets) prompts at once, and per forward at most batch_size x
+    (longest target) trie tokens per prompt, the tokens of batch_size right-padded targets.
     """
     if not prompts:
         return []
@@ -296,41 +452,19 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[str], targets: Seq
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else stops[0]
     token_lists = _tokenize(tokenizer, prompts)
     target_lists = _tokenize(tokenizer, targets)
-    n_targets = len(target_lists)
-    t_width = max(len(t) for t in target_lists)
-    t_ids = torch.tensor([t + [pad_id] * (t_width - len(t)) for t in target_lists])
-    t_mask = torch.tensor([[1] * len(t) + [0] * (t_width - len(t)) for t in target_lists])
-    batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache)
-    device = batcher.device
-    t_ids, t_mask = t_ids.to(device), t_mask.to(device)
+    longest_target = max(map(len, target_lists))
+    as_trie = supports_shared_prefix_attention(model, max(map(len, token_lists)) + longest_target)
+    batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache and as_trie)
+    trie = _label_trie(target_lists, batch_size * longest_target, batcher.device) if as_trie else None
     scores: list[list[float]] = [[] for _ in prompts]
-    # A batch of `b` prompts scores b * n_targets continuations at once.
-    per_batch = max(1, batch_size // n_targets)
-    for batch in tqdm(_length_batches([len(t) for t in token_lists], per_batch), desc=desc,
-                      unit="batch", leave=False):
-        ids, mask, cache = batcher.batch([token_lists[i] for i in batch])
-        extra = {"cache": cache} if cache is not None else {}
-        positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=ids[:, len(batcher.prefix):], attention_mask=mask,
-                    position_ids=positions[:, len(batcher.prefix):], use_cache=True, logits_to_keep=1,
-                    **extra)
-        b = len(batch)
-        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts target token 0
-        cache = out.cache
-        cache.batch_repeat_interleave(n_targets)  # row r*n_targets + k = prompt r, target k
-        rep_mask = mask.repeat_interleave(n_targets, dim=0)
-        cont_ids = t_ids.repeat(b, 1)
-        cont_mask = t_mask.repeat(b, 1)
-        cont_pos = positions[:, -1:].repeat_interleave(n_targets, dim=0) + 1 + torch.arange(t_width, device=device)
-        cont = model(input_ids=cont_ids, attention_mask=torch.cat([rep_mask, cont_mask], dim=1),
-                     position_ids=cont_pos, cache=cache, use_cache=True)
-        # Token j of a target is predicted by the logits after token j-1 (token 0: after the prompt).
-        logp = torch.log_softmax(cont.logits[:, :-1].float(), dim=-1)
-        rest = logp.gather(-1, cont_ids[:, 1:, None])[..., 0] * cont_mask[:, 1:]
-        first = first_logp.repeat_interleave(n_targets, dim=0).gather(-1, cont_ids[:, :1])[:, 0]
-        total = (first + rest.sum(-1)).view(b, n_targets)
-        for r, i in enumerate(batch):
-            scores[i] = total[r].tolist()
+    batches = _length_batches([len(t) for t in token_lists], max(1, batch_size // len(target_lists)))
+    with _attention_implementation(model, SHARED_PREFIX_ATTENTION) if as_trie else contextlib.nullcontext():
+        for batch in progress(batches, desc=desc, unit="batch"):
+            rows = [token_lists[i] for i in batch]
+            total = (_trie_scores(model, batcher, rows, trie) if as_trie
+                     else _copied_cache_scores(model, batcher, rows, target_lists, min(batch_size, len(targets))))
+            for row, i in zip(total.tolist(), batch):
+                scores[i] = row
     return scores
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
-from tqdm import tqdm
 
+from tuneproof.progress import progress, progress_bar
 from tuneproof.text import normalise
 
 SCHEME = "affine32"  # datasketch 2.x default MinHash scheme; the signatures below reproduce it
@@ -88,7 +88,7 @@ def minhash_signatures(hashes: list[np.ndarray], num_perm: int, seed: int = 1) -
     a, b = permutations(num_perm, seed)
     signatures = np.empty((len(hashes), num_perm), dtype=np.uint32)
     start = 0
-    with tqdm(total=len(hashes), desc="minhash", unit="text", disable=len(hashes) < _PROGRESS_MIN) as bar:
+    with progress_bar("minhash", len(hashes), unit="text", disable=len(hashes) < _PROGRESS_MIN) as bar:
         while start < len(hashes):
             # A block of whole texts with about _CHUNK_SHINGLES shingles in total.
             stop, count = start, 0
@@ -155,7 +155,7 @@ def find_near_duplicates(texts: list[str], threshold: float, shingle_size: int, 
     if not 0.0 < threshold <= 1.0:
         raise ValueError(f"threshold must be in (0, 1], got {threshold}")
     hashes = [shingle_hashes(normalise(t), shingle_size)
-              for t in tqdm(texts, desc="shingle", unit="text", disable=len(texts) < _PROGRESS_MIN)]
+              for t in progress(texts, desc="shingle", unit="text", disable=len(texts) < _PROGRESS_MIN)]
     if len(texts) < 2:
         return NearDuplicates([], {}, 0)
     if threshold >= 1.0:  # only identical shingle sets qualify: group them directly (LSH cannot band at 1.0)
