@@ -111,7 +111,7 @@ def test_format_task_where_finetune_clearly_wins_ships():
     assert statuses.pop("beats_trivial") == "N/A"
     assert set(statuses.values()) == {"PASS"}
     assert evidence["checks"]["learnt"]["train_sample"] == pytest.approx(0.95)
-    assert evidence["checks"]["learnt"]["bar"] == pytest.approx(0.40)
+    assert evidence["checks"]["learnt"]["bar"] == pytest.approx(0.10)  # zero_shot 0.05 + min_gain
     assert evidence["signals"]["answer_novelty"] < 0.1
     metrics = compare_metrics(evidence)
     assert metrics["verdict"] == SHIP and metrics["ci_low"] == sig["ci_low"]
@@ -121,11 +121,12 @@ def test_format_task_where_finetune_clearly_wins_ships():
 
 def test_facts_the_model_lacks_use_rag_even_when_the_fine_tune_learnt_nothing():
     # 400 test records: 120 could not resolve a 0.05 gain at these accuracies (CI half-width 0.08)
-    evidence = scenario(facts_task, 0.10, {"zero_shot": 0.05, "few_shot": 0.08, "retrieval": 0.12}, n_test=400)
+    evidence = scenario(facts_task, 0.10, {"zero_shot": 0.05, "few_shot": 0.08, "retrieval": 0.12}, n_test=400,
+                        train_acc=0.08)
     assert evidence["signals"]["answer_novelty"] > 0.9
     assert evidence["checks"]["evidence"]["status"] == "PASS"
-    learnt = evidence["checks"]["learnt"]  # train sample 0.13 <= retrieval 0.12 + 0.05
-    assert learnt["status"] == "FAIL" and learnt["train_sample"] == pytest.approx(0.13)
+    learnt = evidence["checks"]["learnt"]  # train sample 0.08 <= untrained zero_shot 0.05 + 0.05
+    assert learnt["status"] == "FAIL" and learnt["train_sample"] == pytest.approx(0.08)
     assert evidence["verdict"] == USE_RAG, evidence["reasons"]
 
 
@@ -271,10 +272,10 @@ def test_base_like_finetune_is_a_failed_attempt_not_prompt_suffices():
     assert checks["beats_trivial"]["status"] == "PASS"
     learnt = checks["learnt"]
     assert learnt["status"] == "FAIL" and learnt["train_sample"] == pytest.approx(42 / 50)
-    assert learnt["references"] == {"best prompted (few_shot) on test": 0.9, "always 'ham' on the train sample": 0.8}
-    assert learnt["bar"] == pytest.approx(0.95)
+    assert learnt["references"] == {"always 'ham' on the train sample": 0.8}  # no zero_shot strategy ran here
+    assert learnt["bar"] == pytest.approx(0.85)
     assert evidence["verdict"] == FINETUNE_FAILED, evidence["reasons"]
-    assert "train-sample accuracy 0.840 <= 0.950" in evidence["reasons"][0]
+    assert "train-sample accuracy 0.840 <= 0.850" in evidence["reasons"][0]
 
 
 def test_one_test_record_is_insufficient_evidence_whatever_the_scores():
@@ -327,8 +328,7 @@ def test_learnt_is_not_applicable_without_a_train_sample():
     from stages.compare import learnt
 
     rows = [{"id": "a", "scores": {"exact": 1.0}}]
-    check = learnt({"finetune": {"exact": 1.0}}, None, rows, {"strategy": "zero_shot", "exact": 0.5}, None, "exact",
-                   CompareParams())
+    check = learnt({"finetune": {"exact": 1.0}}, None, rows, 0.5, None, "exact", CompareParams())
     assert check["status"] == "N/A" and check["evidence"] == "no train sample scored (evaluate.train_sample: 0)"
 
 
@@ -396,3 +396,12 @@ def test_a_repeated_test_id_is_refused_not_collapsed():
     with pytest.raises(TuneproofError, match=r"fine-tune's rows repeat test ids \['L1'\]"):
         aligned([*rows, rows[0]], rows)
     assert [r["id"] for r in aligned(rows[::-1], rows)[0]] == ["L1", "L2"]
+
+
+def test_a_fine_tune_that_fits_has_learnt_even_where_prompting_is_near_perfect():
+    """sms_spam: retrieval 0.98, the fine-tune 1.00 on test and 0.94 on its train sample. Measured
+    against the prompted bar it 'failed'; against the untrained model it plainly learnt."""
+    evidence = scenario(format_task, 0.98, {"zero_shot": 0.10, "few_shot": 0.97, "retrieval": 0.96}, train_acc=0.94)
+    learnt = evidence["checks"]["learnt"]
+    assert learnt["status"] == "PASS" and learnt["bar"] == pytest.approx(0.15)
+    assert evidence["verdict"] == PROMPT_SUFFICES, evidence["reasons"]
