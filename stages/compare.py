@@ -172,7 +172,9 @@ def evidence_size(sig: dict, params: CompareParams) -> dict:
         evidence = "; ".join(problems) + f": about {n_needed} test records are needed to resolve a gain of {bar}"
     else:
         evidence = f"{n} paired test records; the CI [{low:+.3f}, {high:+.3f}] (half-width {half:.3f}) resolves a gain of {bar}"
-    return check("evidence", FAIL if problems else PASS, evidence, n=n, n_needed=n_needed, half_width=half)
+    # n_needed only where the evidence falls short: a decided CI needs no more records
+    return check("evidence", FAIL if problems else PASS, evidence, n=n, n_needed=n_needed if problems else None,
+                 half_width=half)
 
 
 def leaked_pairs(test: list[dict], train: list[dict], params: LeakageParams) -> list[dict]:
