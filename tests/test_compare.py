@@ -405,3 +405,18 @@ def test_a_fine_tune_that_fits_has_learnt_even_where_prompting_is_near_perfect()
     learnt = evidence["checks"]["learnt"]
     assert learnt["status"] == "PASS" and learnt["bar"] == pytest.approx(0.15)
     assert evidence["verdict"] == PROMPT_SUFFICES, evidence["reasons"]
+
+
+def test_report_says_how_each_side_was_tuned_on_validation():
+    from tuneproof.report import selection_section
+
+    baseline = {"selection": {"on": "val", "records": 32, "configs_tried": 3, "best": "retrieval",
+                              "val": {"zero_shot": 0.2, "retrieval@2": 0.6, "retrieval@4": 0.9},
+                              "k": {"zero_shot": None, "retrieval": 4}}}
+    info = {"recipe": {"preset": "data", "why": "your data"}, "params": {"learning_rate": 5.3e-4, "balance": "sqrt"},
+            "steps": 192, "best_step": 128, "selected_by": "eval_macro_f1", "best_val_score": 0.957}
+    text = selection_section(baseline, info)
+    assert ("Prompted side: 3 configurations scored on 32 val records (zero_shot 0.200, retrieval@2 0.600, "
+            "retrieval@4 0.900); chosen: `retrieval` (retrieval k=4)") in text
+    assert "the `data` recipe (your data): lr 0.00053, 192 steps, balance sqrt" in text
+    assert "step 128 was kept by eval_macro_f1 0.957 on val" in text

@@ -96,6 +96,25 @@ def dataset_version(paths: Paths) -> str:
     return "\n".join(lines)
 
 
+def selection_section(baseline_metrics: dict, train_info: dict) -> str:
+    """How each side was tuned: on validation only, with the number of configurations tried."""
+    sel = baseline_metrics.get("selection") or {}
+    tried = ", ".join(f"{name} {_fmt(score)}" for name, score in (sel.get("val") or {}).items()) or "none (one configuration)"
+    chosen = ", ".join(f"{s} k={k}" for s, k in (sel.get("k") or {}).items() if k is not None)
+    recipe, params = train_info.get("recipe") or {}, train_info.get("params") or {}
+    lr = params.get("learning_rate")
+    prompted = (f"- Prompted side: {sel.get('configs_tried', 'n/a')} configurations scored on {sel.get('records', 0)} "
+                f"val records ({tried}); chosen: `{sel.get('best', 'n/a')}`{f' ({chosen})' if chosen else ''}. "
+                "Test was scored once per strategy, at its chosen k.")
+    finetune = (f"- Fine-tune: the `{recipe.get('preset', 'n/a')}` recipe ({recipe.get('why', 'n/a')}): lr "
+                f"{f'{lr:g}' if isinstance(lr, (int, float)) else 'n/a'}, {train_info.get('steps', 'n/a')} steps, "
+                f"balance {params.get('balance', 'n/a')}; the checkpoint of step {train_info.get('best_step', 'n/a')} "
+                f"was kept by {train_info.get('selected_by', 'n/a')} {_fmt(train_info.get('best_val_score'))} on val. "
+                "One configuration in this run; a sweep (README: `dvc exp run --queue train ...`, then "
+                "`tuneproof sweep-pick`) chooses among several on val before test is scored.")
+    return prompted + "\n" + finetune
+
+
 def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[dict]], baseline_metrics: dict,
                   evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict, dataset: str) -> str:
     checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence["checks"].values())
@@ -113,6 +132,10 @@ def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[di
 {next_steps}
 
 Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `{evidence['best_strategy']}`.
+
+## How each side was tuned (validation only)
+
+{selection_section(baseline_metrics, train_info)}
 
 ## Failure modes checked
 
@@ -134,7 +157,7 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 - Method: `{method}`. LoRA is the default: it trains a small adapter (cheap to store and serve beside
   the base) and tends to forget less than full fine-tuning (Biderman et al. 2024); the forgetting
   probe above measures it rather than assuming it.
-- Trained {train_info.get('steps', 'n/a')} steps, best validation loss at step {train_info.get('best_step', 'n/a')}
+- Trained {train_info.get('steps', 'n/a')} steps, best validation score at step {train_info.get('best_step', 'n/a')}
   (the checkpoint kept){', stopped early' if train_info.get('stopped_early') else ''}.
 
 Exact training config (`{paths.adapter}/tuneproof_train.json`):
