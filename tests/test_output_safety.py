@@ -192,3 +192,16 @@ def test_release_refuses_an_adapter_holding_a_symlink(project_dir, tmp_path_fact
     with pytest.raises(TuneproofError, match="symbolic link"):
         write_release(paths, "card")
     assert not (project_dir / paths.release).exists()
+
+
+def test_a_cut_short_or_missing_stage_file_is_named_with_its_line(tmp_path):
+    from tuneproof.io import read_json, read_jsonl
+
+    (tmp_path / "probe.json").write_text('{"kl_base_finetune": 0.1, "base": {"text_')
+    with pytest.raises(TuneproofError, match=r"probe.json:1: not valid JSON .*re-run the stage"):
+        read_json(tmp_path / "probe.json")
+    (tmp_path / "test.jsonl").write_text('{"id": "L1"}\n{"id": "L2"\n')
+    with pytest.raises(TuneproofError, match=r"test.jsonl:2: not valid JSON"):
+        read_jsonl(tmp_path / "test.jsonl")
+    with pytest.raises(TuneproofError, match=r"nothing.json: not found"):
+        read_json(tmp_path / "nothing.json")

@@ -165,15 +165,37 @@ def write_jsonl(path: str | Path, rows: Iterable[Any]) -> None:
             fh.write(jsonl_line(row) + "\n")
 
 
+def _stage_file_error(path: str | Path, problem: str) -> TuneproofError:
+    return TuneproofError(f"{path}: {problem}; it is a stage output: re-run the stage that writes it (dvc repro)")
+
+
 def read_jsonl(path: str | Path) -> list[dict]:
-    """Read a JSONL file written by a tuneproof stage (trusted; user input goes through records.load_records)."""
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Read a JSONL file written by a tuneproof stage (user input goes through records.load_records).
+    A missing or damaged file is named, with its line, never a bare traceback."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            lines = list(fh)
+    except FileNotFoundError:
+        raise _stage_file_error(path, "not found") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise _stage_file_error(f"{path}:{number}", f"not valid JSON ({exc.msg})") from None
+    return rows
 
 
 def read_json(path: str | Path) -> Any:
-    with open(path, encoding="utf-8") as fh:
-        return json.load(fh)
+    """Read a JSON file written by a tuneproof stage; a missing or damaged one is named."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise _stage_file_error(path, "not found") from None
+    except json.JSONDecodeError as exc:
+        raise _stage_file_error(f"{path}:{exc.lineno}", f"not valid JSON ({exc.msg}), e.g. cut short") from None
 
 
 def sha256_file(path: str | Path) -> str:
