@@ -28,7 +28,7 @@ from typing import Literal
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
-from tuneproof.io import TuneproofError, atomic_files, read_json, sha256_file, write_json, write_jsonl
+from tuneproof.io import TuneproofError, atomic_files, read_json, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import find_near_duplicates, jaccard, shingles
 from tuneproof.params import load_section, require
 from tuneproof.records import load_records, prompt_text, warn_label_variants
@@ -211,7 +211,9 @@ def main(params_file: str = "params.yaml") -> None:
     metrics = dict(result.metrics)
     if truth is not None:
         metrics["truth"] = score_against_truth(result.clusters, truth)
-    # One set: records.jsonl and clusters.json are replaced together (other files there are left alone).
+    # One set: the old metrics file goes first and comes back last; records.jsonl and clusters.json
+    # are replaced together (other files there, such as DVC's .gitignore, are left alone).
+    remove_outputs([paths.metrics_file("dedup")])
     with atomic_files(paths.output("dedup"), [RECORDS_FILE, CLUSTERS_FILE]) as out:
         write_jsonl(out / RECORDS_FILE, result.records)
         write_json(out / CLUSTERS_FILE, result.clusters)

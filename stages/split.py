@@ -46,7 +46,7 @@ from scipy.sparse.csgraph import connected_components
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.contamination import max_jaccard
-from tuneproof.io import TuneproofError, atomic_files, read_jsonl, sha256_file, write_json, write_jsonl
+from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.text import normalise
 from tuneproof.params import load_section
@@ -321,6 +321,7 @@ def main(params_file: str = "params.yaml") -> None:
     result, report = run_split(read_jsonl(source), params, task.label_field)
     out = paths.output("split")
     files = {s: out / f"{s}.jsonl" for s in SPLITS}
+    remove_outputs([paths.metrics_file("split")])  # the manifest goes first and comes back last
     with atomic_files(out, [*(path.name for path in files.values()), "audit.json"]) as tmp:  # one set
         for split, path in files.items():
             write_jsonl(tmp / path.name, result.splits[split])

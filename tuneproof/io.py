@@ -147,6 +147,19 @@ def atomic_files(directory: str | Path, names: Iterable[str]) -> Iterator[Path]:
             os.replace(workdir / name, directory / name)
 
 
+def remove_outputs(paths: Iterable[str | Path]) -> None:
+    """Remove a stage's previous outputs before it writes a new set that spans several files or
+    folders: a kill while writing then leaves outputs missing (which readers and `dvc status`
+    report), never new files beside old ones. A folder is removed only where a stage could have
+    made it (no git-tracked files, no .git/.dvc inside)."""
+    for path in map(Path, paths):
+        if path.is_dir() and not path.is_symlink():
+            _check_replaceable(path)
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
 def write_text(path: str | Path, text: str) -> None:
     """Atomically write `text` (UTF-8) to `path`."""
     with atomic_path(path) as tmp:

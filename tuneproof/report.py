@@ -12,7 +12,7 @@ from pathlib import Path
 import yaml
 
 from tuneproof.config import Paths, Task
-from tuneproof.io import TuneproofError, atomic_path, sha256_file, write_json, write_text
+from tuneproof.io import TuneproofError, atomic_path, remove_outputs, sha256_file, write_json, write_text
 from tuneproof.paired import example_score, per_example_metric
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
@@ -255,6 +255,10 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
     the release folder."""
     reports = paths.output("reports")
     dataset = dataset_version(paths)  # hashes the raw and split files: once for the report and the card
+    # One set: the old one goes first, and the metrics file (the verdict `dvc exp show` reads) comes
+    # last, so a killed compare never leaves a new report beside an old verdict.
+    remove_outputs([paths.metrics_file("compare"), reports / "report.md", reports / "MODEL_CARD.md",
+                    reports / "evidence.json", reports / "plots", paths.output("release")])
     write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
                                                    evaluate_metrics, finetune_rows, train_info, dataset))
     card = render_model_card(evidence, paths, evaluate_metrics, train_info, dataset)
