@@ -45,7 +45,7 @@ from scipy.sparse.csgraph import connected_components
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
-from tuneproof.contamination import max_jaccard
+from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.text import normalise
@@ -55,6 +55,8 @@ from tuneproof.records import label_of
 SPLITS = ("train", "val", "test")
 NO_LABEL = "<no label>"  # per-label count key for records whose completion has no label
 EXCERPT_CHARS = 80  # characters of each text shown in the audit and its error
+TELLING_ANSWER_WORDS = 6      # a shared answer this long (in words) is a leak whatever the prompts
+TELLING_PROMPT_JACCARD = 0.5  # a shorter shared answer is one only when the prompts are this alike too
 MIN_USABLE = 30  # val/test records below which split warns (compare.min_test_records refuses a verdict)
 
 
@@ -206,21 +208,34 @@ def _excerpt(text: str) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
+def telling_answer(record: dict, match: dict, ngram: int) -> bool:
+    """Is a shared completion evidence of a leak? Different questions share short answers ("1960",
+    "United States") by chance; a shared answer counts when it is long enough to be telling or
+    the two prompts are alike too."""
+    if len(normalise(record["completion"]).split()) >= TELLING_ANSWER_WORDS:
+        return True
+    a, b = (set(char_ngrams(leak_text(r), ngram)) for r in (record, match))
+    return len(a & b) / max(1, len(a | b)) >= TELLING_PROMPT_JACCARD
+
+
 def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, texts,
-                ngram: int, threshold: float | None, top: int) -> tuple[dict, list[dict]]:
+                ngram: int, threshold: float | None, top: int, telling=None) -> tuple[dict, list[dict]]:
     """Audit one side (prompt or completion): summary and one row per val/test record;
-    `threshold` None reports without checking."""
+    `threshold` None reports without checking; `telling(record, match)` excuses matches that
+    are no evidence of a leak (counted as `excused`)."""
     scores, best = max_jaccard([texts(r) for _, r in queries], [texts(r) for r in train], ngram)
     rows = []
     for (split, record), score, j in zip(queries, scores.tolist(), best.tolist()):
         match = train[j]
         rows.append({"id": record["id"], "split": split, "train_id": match["id"], "score": round(score, 4),
-                     "text": _excerpt(texts(record)), "train_text": _excerpt(texts(match))})
+                     "text": _excerpt(texts(record)), "train_text": _excerpt(texts(match)),
+                     "telling": telling is None or telling(record, match)})
     worst = sorted(rows, key=lambda r: (-r["score"], r["split"], r["id"]))
-    leaks = [r for r in worst if threshold is not None and r["score"] >= threshold]
+    matches = [r for r in worst if threshold is not None and r["score"] >= threshold]
+    leaks = [r for r in matches if r["telling"]]
     summary = {"field": field, "checked": threshold is not None, "threshold": threshold,
                "max": max((r["score"] for r in rows), default=0.0), "leaks": len(leaks),
-               "worst": worst[:top]}
+               "excused": len(matches) - len(leaks), "worst": worst[:top]}
     return summary, rows
 
 
@@ -234,7 +249,8 @@ def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: flo
     prompt, prompt_rows = _side_audit(queries, splits["train"], "prompt", leak_text, ngram,
                                       prompt_threshold, top)
     completion, completion_rows = _side_audit(queries, splits["train"], "completion", lambda r: r["completion"],
-                                              ngram, completion_threshold, top)
+                                              ngram, completion_threshold, top,
+                                              lambda record, match: telling_answer(record, match, ngram))
     records = [{"id": p["id"], "split": p["split"],
                 "prompt": {"score": p["score"], "train_id": p["train_id"]},
                 "completion": {"score": c["score"], "train_id": c["train_id"]}}
@@ -252,7 +268,7 @@ def audit_error(report: dict) -> TuneproofError:
     lines = []
     for side in ("prompt", "completion"):
         part = report[side]
-        offending = [r for r in part["worst"] if part["checked"] and r["score"] >= part["threshold"]]
+        offending = [r for r in part["worst"] if part["checked"] and r["score"] >= part["threshold"] and r["telling"]]
         for r in offending:
             lines.append(f"  {side} {r['split']} {r['id']} ~ train {r['train_id']}: jaccard {r['score']:.3f} "
                          f"(>= {part['threshold']})\n      {r['split']}: {r['text']!r}\n      train: {r['train_text']!r}")
@@ -261,8 +277,12 @@ def audit_error(report: dict) -> TuneproofError:
     return TuneproofError(
         "split: contamination audit failed, val/test records nearly copy train records "
         f"({report['measure']}):\n" + "\n".join(lines) + "\nNothing was written. Fix the data (remove or "
-        "merge these near-copies), lower split.group_threshold so they are grouped together, or, if they "
-        "are genuinely distinct, raise split.audit_threshold / split.audit_completion_threshold.")
+        "merge these near-copies)" + "".join(advice for side, advice in (
+            ("prompt", ", or lower split.group_threshold so near-copy prompts are grouped into one split, or, if "
+                       "they are genuinely distinct, raise split.audit_threshold (up to 1.0)"),
+            ("completion", ", or, if these answers are genuinely shared by different questions, set "
+                           "split.audit_completion_threshold: null (completions reported, not checked)"))
+            if report[side]["leaks"]) + ".")
 
 
 def manifest(result: Split, report: dict, files: dict[str, Path], label_field: str | None) -> dict:

@@ -343,3 +343,24 @@ def test_split_warns_on_a_tiny_test_set_and_a_giant_leak_group():
     assert "no verdict can be earned" in warnings[1] and "one leak group holds 237 of 241" in warnings[2]
     fine = {"records": {"train": 800, "val": 100, "test": 100, "total": 1000}, "groups": {"largest": 3}}
     assert split_stage.size_warnings(fine) == []
+
+
+def test_different_questions_sharing_a_short_answer_are_no_leak():
+    """Open QA: "1960" or "United States" answers many questions; that is no leak. A long shared
+    answer, or a short one to a near-identical question, still is."""
+    def rec(i, prompt, completion):
+        return {"id": f"L{i:06d}", "messages": [{"role": "user", "content": prompt}], "completion": completion}
+
+    train = [rec(1, "when did the first weather satellite launch", "1960"),
+             rec(2, "which country has the most nobel prizes", "United States"),
+             rec(3, "who wrote the novel about a white whale", "Herman Melville wrote it in the year 1851 in New York")]
+    test = [rec(10, "in what year was the laser first demonstrated", "1960"),
+            rec(11, "where is the headquarters of the un located", "United States")]
+    report = split_stage.audit_split({"train": train, "val": [], "test": test}, 5, 0.8, 0.9, 20)
+    assert report["pass"] and report["completion"]["excused"] == 2 and report["completion"]["leaks"] == 0
+    copied = [rec(12, "name the book with captain ahab", "Herman Melville wrote it in the year 1851 in New York"),
+              rec(13, "when did the first weather satellite launch?", "1960")]
+    report = split_stage.audit_split({"train": train, "val": [], "test": copied}, 5, 0.99, 0.9, 20)
+    assert not report["pass"] and report["completion"]["leaks"] == 2
+    message = str(split_stage.audit_error(report))
+    assert "split.audit_completion_threshold: null" in message
