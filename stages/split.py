@@ -37,7 +37,7 @@ import sys
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Hashable
+from typing import Hashable, Literal
 
 import numpy as np
 from scipy.sparse import coo_matrix
@@ -48,6 +48,7 @@ from tuneproof.config import Paths, Task
 from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import near_duplicate_clusters
+from tuneproof.similar import similar_pairs
 from tuneproof.text import normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of
@@ -65,7 +66,8 @@ class SplitParams:
     seed: int = 0                  # seeds the shuffle that decides which groups land in val/test
     val_ratio: float = 0.1         # share of records in val (early stopping); train gets the rest
     test_ratio: float = 0.1        # share of records in test (the held-out bar)
-    group_threshold: float = 0.4   # word-shingle Jaccard at which prompts share a leak group; keep below dedup's threshold
+    group_measure: Literal["shingles", "tfidf"] = "shingles"  # near-copy measure of leak grouping: shingles (word-shingle Jaccard) or tfidf (mean word/char TF-IDF cosine)
+    group_threshold: float = 0.4   # similarity at which prompts share a leak group (shingles ~0.4, below dedup's threshold; tfidf ~0.55)
     shingle_size: int = 3          # words per shingle for grouping (a shorter text is one shingle)
     num_perm: int = 128            # MinHash permutations for grouping (more: fewer missed pairs, slower)
     audit_ngram: int = 5           # character n-gram size of the audit's exact Jaccard (works for SMS-length texts)
@@ -98,12 +100,17 @@ def leak_text(record: dict) -> str:
     return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
 
 
-def leak_groups(texts: list[str], threshold: float, shingle_size: int, num_perm: int) -> list[int]:
-    """Group id of each text: near-duplicate clusters merged with identical normalised texts,
-    transitively. Ids are 0.. in order of each group's first text (deterministic)."""
+def leak_groups(texts: list[str], threshold: float, shingle_size: int, num_perm: int,
+                measure: str = "shingles") -> list[int]:
+    """Group id of each text: near-copies (`measure`: tfidf cosine or word-shingle Jaccard >=
+    `threshold`) merged with identical normalised texts, transitively. Ids are 0.. in order of
+    each group's first text (deterministic)."""
     edges: list[tuple[int, int]] = []
-    for cluster in near_duplicate_clusters(texts, threshold, shingle_size, num_perm):
-        edges.extend(zip(cluster, cluster[1:]))
+    if measure == "tfidf":
+        edges.extend((i, j) for i, j, _ in similar_pairs(texts, threshold))
+    else:
+        for cluster in near_duplicate_clusters(texts, threshold, shingle_size, num_perm):
+            edges.extend(zip(cluster, cluster[1:]))
     first_seen: dict[str, int] = {}
     for i, text in enumerate(texts):
         key = normalise(text) or text.strip().casefold()  # all-punctuation text: compare it raw
@@ -190,7 +197,7 @@ def split_records(records: list[dict], params: SplitParams, label_field: str | N
     """Group, stratify and assign `records` to train/val/test (no audit)."""
     validate(params)
     texts = [leak_text(r) for r in records]
-    groups = leak_groups(texts, params.group_threshold, params.shingle_size, params.num_perm)
+    groups = leak_groups(texts, params.group_threshold, params.shingle_size, params.num_perm, params.group_measure)
     labels = [label_of(r, label_field) for r in records]
     names = assign_splits(labels, groups, params.val_ratio, params.test_ratio, params.seed)
     splits = {s: [r for r, name in zip(records, names) if name == s] for s in SPLITS}

@@ -364,3 +364,17 @@ def test_different_questions_sharing_a_short_answer_are_no_leak():
     assert not report["pass"] and report["completion"]["leaks"] == 2
     message = str(split_stage.audit_error(report))
     assert "split.audit_completion_threshold: null" in message
+
+
+def test_tfidf_grouping_keeps_short_near_copies_together_and_template_questions_apart():
+    """The capitals failure: word shingles put 243 'What is the capital of X?' in one group."""
+    capitals = [f"What is the capital of {name}?" for name in
+                ("Zorvath", "Kelmoria", "Tundrafel", "Osquin", "Barlixne", "Ustrgal", "Rinthovek", "Saldunmir")]
+    edits = ["Who was the lawyer for Randy Steven Craft?", "Who was Randy Steven Craft's lawyer?",
+             "Who wrote the novel Dubliners?", "Who penned the novel Dubliners?"]
+    texts = capitals + edits
+    tfidf = leak_groups(texts, 0.55, 3, 128, "tfidf")
+    assert len(set(tfidf[:8])) == 8  # template-sharing questions stay apart
+    assert tfidf[8] == tfidf[9] and tfidf[10] == tfidf[11] and tfidf[8] != tfidf[10]
+    shingles = leak_groups(texts, 0.4, 3, 128, "shingles")
+    assert len(set(shingles[:8])) == 1  # the old measure's failure, kept as the contrast

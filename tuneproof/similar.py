@@ -1,0 +1,57 @@
+"""Near-copy pairs by TF-IDF cosine: the leak-grouping measure that works on short texts.
+
+Word-shingle Jaccard fails both ways on 5-12-word prompts: one changed word in "Who wrote
+Dubliners?" leaves few shared 3-word shingles, while "What is the capital of X?" makes every pair
+of a fact set look alike. TF-IDF weighs each word by its rarity in the data set, so a pair that
+shares its rare words ("dubliners") stays close through an edit or a reordering, and a pair
+that shares only template words ("what is the capital of") does not.
+
+The similarity of a pair is the mean of two cosines: over words (unigrams: a reordering keeps
+them) and over character 3-5-grams within words (an inflection or a typo keeps most of them).
+Texts go through the one normalisation (tuneproof.text); term frequencies are sublinear and rows
+L2-normalised, so a sparse dot product is the cosine. Pairs are found block by block, so memory
+stays bounded by `block` x the number of texts. bench/grouping.py measures it against word
+shingles: planted one/two-word edits and reorderings grouped 0.957 (shingles 0.230), distinct
+template-sharing questions grouped 0.030 (shingles 0.687).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tuneproof.progress import progress
+from tuneproof.text import normalise
+
+_BLOCK = 2048  # query rows per sparse product
+
+
+def tfidf_vectors(texts: list[str]) -> list:
+    """L2-normalised TF-IDF rows of the normalised texts: [word unigrams, character 3-5-grams
+    within words], sublinear tf, smooth idf; [] when no text has a word."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizers = [TfidfVectorizer(preprocessor=normalise, token_pattern=r"(?u)\b\w+\b", sublinear_tf=True),
+                   TfidfVectorizer(preprocessor=normalise, analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True)]
+    try:
+        return [vectorizer.fit_transform(texts) for vectorizer in vectorizers]
+    except ValueError:  # every text is empty after normalising: no vocabulary, no pairs
+        return []
+
+
+def similar_pairs(texts: list[str], threshold: float, block: int = _BLOCK) -> list[tuple[int, int, float]]:
+    """(i, j, similarity) for every i < j whose mean word/character TF-IDF cosine is >= `threshold`, sorted."""
+    if not 0.0 < threshold <= 1.0:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    vectors = tfidf_vectors(texts) if len(texts) > 1 else []
+    if not vectors:
+        return []
+    transposed = [v.T.tocsr() for v in vectors]
+    pairs: list[tuple[int, int, float]] = []
+    starts = range(0, len(texts), block)
+    for start in progress(starts, desc="similar", unit="block", disable=len(starts) < 4):
+        sims = (sum(v[start:start + block] @ t for v, t in zip(vectors, transposed)) / len(vectors)).tocoo()
+        rows = sims.row + start
+        # a float cosine of identical texts can land a hair under 1.0
+        keep = (rows < sims.col) & (sims.data >= threshold - 1e-9)
+        pairs.extend(zip(rows[keep].tolist(), sims.col[keep].tolist(), np.round(sims.data[keep], 6).tolist()))
+    return sorted(pairs)
