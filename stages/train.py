@@ -385,9 +385,9 @@ def resolve_params(params: TrainParams, train_labels: Sequence[str | None], on_c
     """`params` with every `auto` knob filled from the preset (tuneproof.recipe), and what was
     chosen and why (recorded in tuneproof_train.json and printed)."""
     preset = params.preset if params.preset != "auto" else ("demo" if demo_data else "data")
-    has_labels = any(label is not None for label in train_labels)
+    n_labels = len({label for label in train_labels if label is not None})
     defaults = recipe.DEMO if preset == "demo" else recipe.data_preset(
-        params.method, len(train_labels), on_cpu, hidden_size, has_labels)
+        params.method, len(train_labels), on_cpu, hidden_size, n_labels)
     pick = lambda key, value: defaults[key] if value == recipe.AUTO else value  # noqa: E731
     balance = pick("balance", params.balance)
     repeats = recipe.balance_repeats(train_labels, balance)

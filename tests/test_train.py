@@ -390,5 +390,8 @@ def test_resolve_params_sizes_the_data_preset_and_keeps_the_demo_preset_for_the_
     assert on_gpu.max_steps == 3 * 1240 // 4  # 3 passes over 1k records, no cap on CUDA
     demo, chosen = stage.resolve_params(stage.TrainParams(), labels, True, 576, demo_data=True)
     assert chosen["preset"] == "demo" and (demo.learning_rate, demo.max_steps, demo.balance) == (3e-3, 64, "none")
+    many = [f"intent_{i % 77}" for i in range(2500)]
+    intents, _ = stage.resolve_params(stage.TrainParams(), many, True, 576, demo_data=False)
+    assert intents.max_examples == 24 * 77 and intents.max_steps == 24 * 77 // 4  # ~24 examples per label on CPU
     mine, _ = stage.resolve_params(stage.TrainParams(learning_rate=1e-4, max_steps=10), labels, True, 576, False)
     assert (mine.learning_rate, mine.max_steps, mine.eval_steps) == (1e-4, 10, 1)  # explicit values win

@@ -30,7 +30,8 @@ DEMO = {"learning_rate": 3.0e-3, "max_steps": 64, "num_epochs": 1.0, "max_exampl
 # larger steps, as in muP-style width scaling: lr ~ 1/sqrt(width).
 REFERENCE_WIDTH = 4096
 LORA_LR, FULL_LR = 2e-4, 1e-5
-CPU_MAX_EXAMPLES = 768      # training examples seen on CPU (~15 minutes for short prompts on 2 cores)
+CPU_MAX_EXAMPLES = 768      # training examples seen on CPU (~15 minutes for short prompts on 2 cores) ...
+CPU_EXAMPLES_PER_LABEL = 24  # ... or this many per label if more: 768 examples are 10 per intent of banking77's 77
 EVALS_PER_RUN = 6           # validations per run: early stopping (patience 3) can act on the second half
 DATA_VAL_RECORDS = 64       # validation records decoded at each validation (the checkpoint's score)
 
@@ -54,12 +55,13 @@ def learning_rate_for(method: str, hidden_size: int | None) -> float:
     return float(f"{base * math.sqrt(REFERENCE_WIDTH / width):.2g}")
 
 
-def data_preset(method: str, n_train: int, on_cpu: bool, hidden_size: int | None, has_labels: bool) -> dict:
-    """The data-sized defaults for a train split of `n_train` records (after balancing)."""
+def data_preset(method: str, n_train: int, on_cpu: bool, hidden_size: int | None, n_labels: int) -> dict:
+    """The data-sized defaults for a train split of `n_train` records with `n_labels` labels (0: none)."""
+    cpu_cap = max(CPU_MAX_EXAMPLES, CPU_EXAMPLES_PER_LABEL * n_labels)
     return {"learning_rate": learning_rate_for(method, hidden_size), "max_steps": None,
-            "num_epochs": epochs_for(n_train), "max_examples": CPU_MAX_EXAMPLES if on_cpu else None,
+            "num_epochs": epochs_for(n_train), "max_examples": cpu_cap if on_cpu else None,
             "eval_steps": None,  # from the step count: see steps_and_eval_cadence
-            "val_records": DATA_VAL_RECORDS, "balance": "sqrt" if has_labels else "none",
+            "val_records": DATA_VAL_RECORDS, "balance": "sqrt" if n_labels else "none",
             "target_modules": "all-linear",
             # Random batches: grouped by length, sms_spam's batches came out nearly all ham or all spam
             # (spam runs longer) and the model swung between the two (val accuracy 0.89 -> 0.11).
