@@ -312,6 +312,20 @@ def manifest(result: Split, report: dict, files: dict[str, Path], label_field: s
     }
 
 
+def check_label_field(records: list[dict], label_field: str | None) -> None:
+    """A label field no record carries would stratify nothing and score no label: say so."""
+    if label_field is None or not records:
+        return
+    missing = [r["id"] for r in records if label_of(r, label_field) is None]
+    if len(missing) == len(records):
+        raise TuneproofError(f"task.label_field: {label_field!r} is in no record's completion (first record: "
+                             f"{records[0]['id']}); set it to a key of your JSON answers, 'completion' when the "
+                             "whole answer is the label, or null")
+    if missing:
+        print(f"split: WARNING: {len(missing)} of {len(records)} records have no {label_field!r} label (e.g. "
+              f"{', '.join(missing[:3])}); they form a stratum of their own", file=sys.stderr)
+
+
 def size_warnings(metrics: dict) -> list[str]:
     """What makes the split unusable for a verdict, said loudly (compare refuses a verdict on
     too few test records; a giant leak group usually means template prompts, not copies)."""
@@ -345,7 +359,9 @@ def main(params_file: str = "params.yaml") -> None:
     source = Path(paths.dedup) / "records.jsonl"
     if not source.is_file():
         raise TuneproofError(f"{source}: not found; run the dedup stage first (dvc repro dedup)")
-    result, report = run_split(read_jsonl(source), params, task.label_field)
+    records = read_jsonl(source)
+    check_label_field(records, task.label_field)
+    result, report = run_split(records, params, task.label_field)
     out = paths.output("split")
     files = {s: out / f"{s}.jsonl" for s in SPLITS}
     remove_outputs([paths.metrics_file("split")])  # the manifest goes first and comes back last

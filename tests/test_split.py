@@ -378,3 +378,11 @@ def test_tfidf_grouping_keeps_short_near_copies_together_and_template_questions_
     assert tfidf[8] == tfidf[9] and tfidf[10] == tfidf[11] and tfidf[8] != tfidf[10]
     shingles = leak_groups(texts, 0.4, 3, 128, "shingles")
     assert len(set(shingles[:8])) == 1  # the old measure's failure, kept as the contrast
+
+
+def test_a_label_field_no_record_has_is_an_error_naming_the_key(project_dir):
+    set_params(project_dir, task={"label_field": "topic"})
+    write_dedup_records(project_dir, family_records(seed=3))  # completions carry an intent, no topic
+    with pytest.raises(TuneproofError, match="task.label_field: 'topic' is in no record's completion"):
+        split_stage.main()
+    assert outputs(project_dir) == {}
