@@ -46,8 +46,9 @@ Verdict, first match wins:
   leakage FAIL -> DON'T SHIP; evidence FAIL -> INSUFFICIENT EVIDENCE (with the records needed);
   no clear win and the knowledge-gap signal -> USE RAG; learnt FAIL -> FINE-TUNE FAILED (a failed
   attempt has not lost to prompting); prompted meets target or no clear win -> PROMPT SUFFICES
-  when beats_trivial is PASS or N/A, else NOTHING BEATS TRIVIAL; a clear win with forgetting,
-  overfitting or majority_label FAIL, or forgetting unchecked -> DON'T SHIP; else SHIP.
+  when beats_trivial is PASS or N/A, else NOTHING BEATS TRIVIAL; a clear win that a trivial
+  reference (TF-IDF + logistic regression) still beats -> NOTHING BEATS TRIVIAL; a clear win with
+  forgetting, overfitting or majority_label FAIL, or forgetting unchecked -> DON'T SHIP; else SHIP.
 NaN or infinite probe numbers, primary scores or gains are refused with the file and key.
 """
 
@@ -440,6 +441,13 @@ def decide(checks: dict[str, dict], signals: dict) -> tuple[str, list[str]]:
                                  + checks["learnt"]["evidence"]]
     if signals["prompted_meets_target"] or not clear_win:
         return prompting_verdict(checks, signals)
+    trivial = checks["beats_trivial"]
+    unbeaten = [name for name, ref in (trivial.get("references") or {}).items() if not ref["finetune_beats"]]
+    if unbeaten:  # a clear win over prompting, but a classifier trained on the same data does better
+        ref = trivial["references"][unbeaten[0]]
+        return NO_SKILL, [f"the fine-tune beats prompting but not {unbeaten[0]} ({ref['finetune']:.3f} vs "
+                          f"{ref['score']:.3f}), a classifier trained on the same train split; serve that, or fix "
+                          "the data before an LLM fine-tune: " + trivial["evidence"]]
     failed = [f"{name}: {checks[name]['evidence']}" for name in ("forgetting", "overfitting", "majority_label")
               if status[name] == FAIL]
     if status["forgetting"] == NA:

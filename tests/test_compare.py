@@ -420,3 +420,18 @@ def test_report_says_how_each_side_was_tuned_on_validation():
             "retrieval@4 0.900); chosen: `retrieval` (retrieval k=4)") in text
     assert "the `data` recipe (your data): lr 0.00053, 192 steps, balance sqrt" in text
     assert "step 128 was kept by eval_macro_f1 0.957 on val" in text
+
+
+def test_a_clear_win_over_prompting_below_a_tfidf_classifier_is_not_ship():
+    """banking77: the fine-tune 0.70 clearly beat retrieval 0.55, and TF-IDF + LR scored 0.83."""
+    test = sms_records(shuffled_labels(180, 120), 0)
+    prompted = label_rows(test, wrong_every(2))                 # 0.50
+    finetune = label_rows(test, wrong_every(5))                 # 0.80: a clear win over prompting
+    tfidf = label_rows(test, wrong_every(25))                   # 0.96
+    train_sample = label_rows(sms_records(shuffled_labels(30, 20), 20_000), wrong_every(6))  # no overfitting gap
+    evidence = sms_verdict(test, prompted, finetune, train_sample=train_sample, references={"tfidf_logreg": tfidf})
+    assert evidence["checks"]["significance"]["status"] == "PASS"
+    assert evidence["verdict"] == NO_SKILL, evidence["reasons"]
+    assert evidence["reasons"][0].startswith("the fine-tune beats prompting but not tfidf_logreg (0.800 vs 0.960)")
+    without = sms_verdict(test, prompted, finetune, train_sample=train_sample)
+    assert without["verdict"] == SHIP, without["reasons"]  # the same win, no better trivial reference: it ships

@@ -35,7 +35,14 @@ def _resampled_ids(n: int, n_resamples: int, seed: int) -> Iterator[tuple[int, n
         yield start, rng.integers(0, n, size=(min(start + chunk, n_resamples) - start, n))
 
 
-def _percentile_result(full_diff: float, diffs: np.ndarray, n: int, confidence: float) -> BootstrapResult:
+def _percentile_result(full_diff: float, diffs: np.ndarray, n: int, confidence: float,
+                       bias_corrected: bool = False) -> BootstrapResult:
+    """Percentile interval of the resampled differences. `bias_corrected` first shifts them by the
+    bootstrap's estimate of its bias (their mean minus the full-sample difference): macro-F1 of a
+    resample holding ~63% of the distinct records is biased low, most with many small classes
+    (banking77: a gain of +0.548 came with a 'CI' of [+0.392, +0.526])."""
+    if bias_corrected:
+        diffs = diffs - (diffs.mean() - full_diff)
     alpha = (1 - confidence) / 2
     low, high = np.percentile(diffs, [100 * alpha, 100 * (1 - alpha)])
     return BootstrapResult(float(full_diff), float(low), float(high), n, len(diffs), confidence)
@@ -96,7 +103,7 @@ def paired_bootstrap_macro_f1(true: Sequence[str], pred_a: Sequence[str], pred_b
     for start, idx in _resampled_ids(len(t), n_resamples, seed):
         diffs[start:start + len(idx)] = _macro_f1_rows(t[idx], a[idx], k) - _macro_f1_rows(t[idx], b[idx], k)
     full = _macro_f1_rows(t[None], a[None], k)[0] - _macro_f1_rows(t[None], b[None], k)[0]
-    return _percentile_result(full, diffs, len(t), confidence)
+    return _percentile_result(full, diffs, len(t), confidence, bias_corrected=True)
 
 
 @dataclass(frozen=True)
