@@ -91,7 +91,7 @@ class TrainParams:
     max_examples: int | Literal["auto"] | None = "auto"  # cap on training examples seen (data preset: 768 on CPU, none on CUDA); null = no cap
     balance: Literal["auto", "none", "sqrt", "full"] = "auto"  # label tasks: repeat minority-label records (sqrt: sqrt(majority/class) times); auto = the preset's
     select_by: Literal["primary", "loss"] = "primary"  # checkpoint kept and early stopping: score.primary of decoded val records, or val loss
-    replay: float = 0.0                          # general examples mixed in, as a share of the train examples (the base model's own answers): a remedy for forgetting
+    replay: float = 0.0                          # general examples (the base model's own answers) mixed in, as a share of the train examples; 0 = off
     replay_prompts: str = "eval/replay_prompts.jsonl"  # general requests whose base-model answers are replayed
     batch_size: int = 4                          # training sequences per micro-batch
     eval_batch_size: int = 16                    # validation sequences per forward pass (no gradients: larger is cheap)
