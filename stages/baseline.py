@@ -247,11 +247,12 @@ def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], sc
     """Each strategy's k and the best strategy, chosen on `val` only (never on test): the prompted
     side gets the same selection on validation as the fine-tune's checkpoint."""
     configs = candidates(strategies, params)
+    if len(configs) == 1:  # nothing to choose between: spend no decoding on val
+        (strategy, k), = configs
+        return {"on": "val", "records": 0, "configs_tried": 1, "val": {}, "k": {strategy: k}, "best": strategy}
     primary = scorer.params.primary
     scores = {}
     for strategy, k in configs:
-        if len(configs) == 1:  # nothing to choose between: spend no decoding on val
-            break
         desc = f"baseline val {config_name(strategy, k)}"
         rows = cache.rows(strategy, k, val, partial(run_strategy, strategy, k, model, tokenizer, train, val, scorer,
                                                     system, gen, params.seed, desc), desc)
@@ -259,11 +260,10 @@ def tune_on_val(model, tokenizer, train: Sequence[dict], val: Sequence[dict], sc
     chosen = {}
     for strategy in strategies:
         options = {config_name(s, k): k for s, k in configs if s == strategy}
-        chosen[strategy] = options[best_strategy({n: scores[n] for n in options}, primary)] if scores else options[next(iter(options))]
-    val_best = {s: scores[config_name(s, k)] for s, k in chosen.items()} if scores else {strategies[0]: {}}
-    return {"on": "val", "records": len(val) if scores else 0, "configs_tried": len(configs),
+        chosen[strategy] = options[best_strategy({n: scores[n] for n in options}, primary)]
+    return {"on": "val", "records": len(val), "configs_tried": len(configs),
             "val": {name: m.get(primary) for name, m in scores.items()}, "k": chosen,
-            "best": best_strategy(val_best, primary) if scores else strategies[0]}
+            "best": best_strategy({s: scores[config_name(s, k)] for s, k in chosen.items()}, primary)}
 
 
 def run_baseline(model, tokenizer, train: Sequence[dict], val: Sequence[dict], test: Sequence[dict], scorer: Scorer,
