@@ -194,7 +194,7 @@ class Scorer:
         neither occurs nor is predicted in a 16-record train sample would otherwise add a 0 and
         cap a perfect score at 0.5. A prediction naming no label counts as a miss for the true
         class, never as a class of its own."""
-        from sklearn.metrics import f1_score
+        from tuneproof.stats import macro_f1
 
         if not rows:
             return {}
@@ -202,7 +202,7 @@ class Scorer:
         if self.label_field is not None and self.labels:
             true, pred = [str(r["label"]) for r in rows], [str(r["predicted_label"]) for r in rows]
             present = sorted(set(true) | (set(pred) & set(self.labels)))
-            out["macro_f1"] = float(f1_score(true, pred, labels=present, average="macro", zero_division=0))
+            out["macro_f1"] = macro_f1(true, pred, present)  # the one implementation, shared with compare's bootstrap
         return out
 
 
