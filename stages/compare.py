@@ -588,7 +588,7 @@ def main(params_file: str = "params.yaml") -> None:
         score.primary, params, train_sample_rows=_optional_jsonl(evaluate_dir / "train_sample.jsonl"),
         reference_rows=references, metrics_dir=paths.metrics)
     write_outputs(evidence, compare_metrics(evidence), paths, task, baseline_rows, baseline_metrics,
-                  train_info, evaluate_metrics, finetune_rows)
+                  train_info, evaluate_metrics, finetune_rows, _optional_json(Path(paths.sweep)))
     print(f"verdict: {evidence['verdict']} - " + "; ".join(evidence["reasons"]))
 
 

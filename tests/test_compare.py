@@ -420,6 +420,14 @@ def test_report_says_how_each_side_was_tuned_on_validation():
             "retrieval@4 0.900); chosen: `retrieval` (retrieval k=4)") in text
     assert "the `data` recipe (your data): lr 0.00053, 192 steps, balance sqrt" in text
     assert "step 128 was kept by eval_macro_f1 0.957 on val" in text
+    assert "One configuration in this run" in text  # no sweep recorded (the shipped eval/sweep.json)
+    sweep = {"selected_by": "eval_macro_f1", "winner": "lr-high", "winner_val_score": 0.957, "not_compared": [],
+             "configurations": [{"name": "lr-high", "val_score": 0.957, "params": {}},
+                                {"name": "lr-low", "val_score": 0.91, "params": {}}]}
+    assert ("2 configurations compared on val by `tuneproof sweep-pick` (lr-high 0.957, lr-low 0.910); this run "
+            "is the winner, `lr-high`.") in selection_section(baseline, info, sweep)
+    stale = selection_section(baseline, {**info, "best_val_score": 0.91}, sweep)  # another run than the winner
+    assert "One configuration counted: the sweep record of 2 configurations is not this run" in stale
 
 
 def test_a_clear_win_over_prompting_below_a_tfidf_classifier_is_not_ship():

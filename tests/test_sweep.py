@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -152,3 +153,11 @@ def test_sweep_pick_on_a_real_dvc_project(tmp_path, monkeypatch, capsys):
                      ["main", "0.6", "train.learning_rate=0.1", "train.lora.r=8"]]
     assert "winner: best (validation eval_macro_f1 0.9)" in out and "workspace" not in out
     assert out.rstrip().endswith("next: dvc exp apply best && dvc repro")
+    assert main(["sweep-pick", "--record"]) == 0  # kept for compare's report
+    recorded = json.loads((tmp_path / paths_sweep()).read_text())
+    assert (recorded["winner"], recorded["winner_val_score"], recorded["selected_by"]) == ("best", 0.9, "eval_macro_f1")
+    assert [row["name"] for row in recorded["configurations"]] == ["best", "low", "high", "main"]
+
+
+def paths_sweep() -> str:
+    return yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["sweep"]

@@ -21,7 +21,7 @@ from tuneproof import pr_report as pr_report_lib
 from tuneproof import sweep as sweep_lib
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt, Task
-from tuneproof.io import TuneproofError, write_text
+from tuneproof.io import TuneproofError, write_json, write_text
 from tuneproof.params import PARAMS_FILE, from_dict, load_section, read_params
 from tuneproof.records import load_records, warn_label_variants
 
@@ -95,9 +95,14 @@ def pr_report(args: argparse.Namespace) -> int:
 
 
 def sweep_pick(args: argparse.Namespace) -> int:
-    """Print the experiments ranked by validation score and the command that applies the best."""
+    """Print the experiments ranked by validation score and the command that applies the best;
+    with --record, also keep them in paths.sweep, where compare's report counts them."""
     paths = load_section(Paths, "paths", args.params)
-    print(sweep_lib.report(Path.cwd(), args.params, f"{paths.metrics}/train.json"))
+    result = sweep_lib.collect(Path.cwd(), args.params, f"{paths.metrics}/train.json")
+    print(sweep_lib.format_pick(result))
+    if args.record:
+        write_json(paths.output("sweep"), sweep_lib.record(result))
+        print(f"recorded in {paths.sweep}: commit it with the winner's params; compare reports the count")
     return 0
 
 
@@ -123,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sweep = verbs.add_parser("sweep-pick", help="pick the sweep's best experiment on validation only (never test)")
     sweep.add_argument("--params", default=PARAMS_FILE, help="params file giving paths.metrics (train.json)")
+    sweep.add_argument("--record", action="store_true",
+                       help="also write the configurations tried to paths.sweep, for compare's report")
     sweep.set_defaults(func=sweep_pick)
     return parser
 

@@ -96,7 +96,24 @@ def dataset_version(paths: Paths) -> str:
     return "\n".join(lines)
 
 
-def selection_section(baseline_metrics: dict, train_info: dict) -> str:
+def finetune_configurations(sweep: dict | None, train_info: dict) -> str:
+    """How many fine-tune configurations were compared on val: the sweep record (paths.sweep) counts
+    when its winner is this run, told by the kept checkpoint's val score and metric."""
+    tried = (sweep or {}).get("configurations") or []
+    if not tried:
+        return ("One configuration in this run; a sweep (README: `dvc exp run --queue train ...`, then "
+                "`tuneproof sweep-pick --record`) chooses among several on val before test is scored.")
+    if (sweep.get("winner_val_score"), sweep.get("selected_by")) != (train_info.get("best_val_score"),
+                                                                    train_info.get("selected_by")):
+        return (f"One configuration counted: the sweep record of {len(tried)} configurations is not this run "
+                f"(its winner `{sweep.get('winner')}` kept {sweep.get('selected_by')} "
+                f"{_fmt(sweep.get('winner_val_score'))} on val); apply the winner, or record the sweep again.")
+    scores = ", ".join(f"{row['name']} {_fmt(row['val_score'])}" for row in tried)
+    return (f"{len(tried)} configurations compared on val by `tuneproof sweep-pick` ({scores}); this run is "
+            f"the winner, `{sweep['winner']}`.")
+
+
+def selection_section(baseline_metrics: dict, train_info: dict, sweep: dict | None = None) -> str:
     """How each side was tuned: on validation only, with the number of configurations tried."""
     sel = baseline_metrics.get("selection") or {}
     tried = ", ".join(f"{name} {_fmt(score)}" for name, score in (sel.get("val") or {}).items()) or "none (one configuration)"
@@ -110,13 +127,13 @@ def selection_section(baseline_metrics: dict, train_info: dict) -> str:
                 f"{f'{lr:g}' if isinstance(lr, (int, float)) else 'n/a'}, {train_info.get('steps', 'n/a')} steps, "
                 f"balance {params.get('balance', 'n/a')}; the checkpoint of step {train_info.get('best_step', 'n/a')} "
                 f"was kept by {train_info.get('selected_by', 'n/a')} {_fmt(train_info.get('best_val_score'))} on val. "
-                "One configuration in this run; a sweep (README: `dvc exp run --queue train ...`, then "
-                "`tuneproof sweep-pick`) chooses among several on val before test is scored.")
+                + finetune_configurations(sweep, train_info))
     return prompted + "\n" + finetune
 
 
 def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[dict]], baseline_metrics: dict,
-                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict, dataset: str) -> str:
+                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict, dataset: str,
+                  sweep: dict | None = None) -> str:
     checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence["checks"].values())
     signals = "\n".join(f"- {k}: {_fmt(v)}" for k, v in evidence["signals"].items())
     base = train_info.get("base_model", {})
@@ -135,7 +152,7 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 
 ## How each side was tuned (validation only)
 
-{selection_section(baseline_metrics, train_info)}
+{selection_section(baseline_metrics, train_info, sweep)}
 
 ## Failure modes checked
 
@@ -250,7 +267,7 @@ def confusion_rows(rows: list[dict]) -> list[dict]:
 
 def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
                   baseline_rows: dict[str, list[dict]], baseline_metrics: dict, train_info: dict,
-                  evaluate_metrics: dict, finetune_rows: list[dict]) -> None:
+                  evaluate_metrics: dict, finetune_rows: list[dict], sweep: dict | None = None) -> None:
     """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
     the release folder."""
     reports = paths.output("reports")
@@ -260,7 +277,7 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
     remove_outputs([paths.metrics_file("compare"), reports / "report.md", reports / "MODEL_CARD.md",
                     reports / "evidence.json", reports / "plots", paths.output("release")])
     write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
-                                                   evaluate_metrics, finetune_rows, train_info, dataset))
+                                                   evaluate_metrics, finetune_rows, train_info, dataset, sweep))
     card = render_model_card(evidence, paths, evaluate_metrics, train_info, dataset)
     write_text(reports / "MODEL_CARD.md", card)
     write_release(paths, card)

@@ -176,11 +176,22 @@ def exp_show(repo: Path) -> list:
     return data
 
 
-def report(repo: Path, params_file: str, metrics_path: str) -> str:
-    """Read the experiments in `repo`, pick on validation, return the printed summary."""
+def collect(repo: Path, params_file: str, metrics_path: str) -> Pick:
+    """Read the experiments in `repo` and pick on validation."""
     params_key, metrics_key = os.path.normpath(params_file), Path(os.path.normpath(metrics_path)).as_posix()
     rows = rows_from_exp_show(exp_show(repo), Path(params_key).as_posix(), metrics_key)
     if not rows:
         raise TuneproofError(f"no experiment, baseline or workspace in {repo} has {metrics_key}; run the sweep "
                              "first: dvc exp run --queue train -S 'train.learning_rate=...' && dvc queue start")
-    return format_pick(pick(rows))
+    return pick(rows)
+
+
+def record(result: Pick) -> dict:
+    """What `sweep-pick --record` writes to paths.sweep for compare's report: every configuration
+    compared on validation (best first), and the winner's val score, by which compare tells whether
+    the run it reports is that winner."""
+    return {"selected_by": result.selected_by, "winner": result.winner["name"],
+            "winner_val_score": result.winner["val_score"],
+            "configurations": [{"name": row["name"], "val_score": row["val_score"], "params": row["params"]}
+                               for row in result.ranked],
+            "not_compared": [row["name"] for row in result.skipped]}
