@@ -365,13 +365,19 @@ def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
 
 def test_replay_mixes_the_base_models_own_general_answers_into_training(tiny_model_dir, split_dir, tmp_path):
     from tuneproof.modeling import load_model, load_tokenizer
-    from tuneproof.recipe import replay_records
+    from tuneproof.recipe import replay_records, template_default_system
 
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert template_default_system(tokenizer) == "You are a helpful AI assistant."  # tuneproof.testing's template
     prompts = tmp_path / "replay.jsonl"
     prompts.write_text('{"prompt": "Name a colour."}\n{"prompt": "Say hello."}\n')
-    general = replay_records(load_model(tiny_model_dir), load_tokenizer(tiny_model_dir), prompts, 5, 0, 4)
+    general = replay_records(load_model(tiny_model_dir), tokenizer, prompts, 5, 0, 4)
     assert len(general) == 5 and all(isinstance(r["completion"], str) for r in general)
-    assert {r["messages"][0]["content"] for r in general} == {"Name a colour.", "Say hello."}  # cycled
+    # The template's default system prompt rides on each record, so training never puts the task's on it.
+    assert {r["messages"][0]["content"] for r in general} == {"You are a helpful AI assistant."}
+    assert {r["messages"][1]["content"] for r in general} == {"Name a colour.", "Say hello."}  # cycled
+    # Sampled, not greedy: the three asks of one prompt do not all get one identical answer.
+    assert len({r["completion"] for r in general if r["messages"][1]["content"] == general[0]["messages"][1]["content"]}) > 1
     trainer, info = run(tiny_params(tmp_path, replay=0.25, replay_prompts=str(prompts)), tiny_model_dir, split_dir, tmp_path)
     assert info["recipe"]["replay_examples"] == 8  # a quarter of the 32 train records
     assert len(trainer.train_dataset) == 40

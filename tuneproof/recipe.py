@@ -93,26 +93,59 @@ def balance_repeats(labels: Sequence[str | None], mode: str) -> dict[str, int]:
 REPLAY_MAX_NEW_TOKENS = 96  # tokens of each replayed general answer (the probe's own budget is 64)
 
 
+def template_default_system(tokenizer) -> str | None:
+    """The system prompt the chat template inserts when a conversation brings none (SmolLM2: "You
+    are a helpful AI assistant ..."), or None when the template inserts none or it cannot be told
+    apart. Checked by rendering: with it, the prompt is byte-identical to the one without."""
+    from tuneproof.prompting import render_prompt
+
+    user = [{"role": "user", "content": "?"}]
+    bare, marker = render_prompt(tokenizer, user), "\x00system\x00"
+    framed = render_prompt(tokenizer, [{"role": "system", "content": marker}, *user])
+    head, _, tail = framed.partition(marker)
+    if not (bare.startswith(head) and bare.endswith(tail)) or len(bare) <= len(head) + len(tail):
+        return None
+    default = bare[len(head):len(bare) - len(tail)]
+    return default if render_prompt(tokenizer, [{"role": "system", "content": default}, *user]) == bare else None
+
+
 def replay_records(model, tokenizer, prompts_file: str | Path, n: int, seed: int, batch_size: int) -> list[dict]:
-    """`n` general examples: prompts of `prompts_file` (seeded order, cycled) with the base model's
-    own greedy answers under the chat template's default system prompt. Trained beside the task,
-    they pull the fine-tune back toward the base on everything but the task, with no outside data."""
+    """`n` general examples: prompts of `prompts_file` (seeded order, cycled), each with an answer
+    *sampled* from the base model (temperature 1) under the chat template's default system prompt,
+    which the records carry, so training does not put the task's system prompt on them.
+
+    Why sampled: the cross-entropy of the tuned model on the base model's own samples is, in
+    expectation, KL(base || tuned) plus a constant - the probe's forgetting measure - so replay
+    pulls the fine-tune back toward the base. Greedy answers are the base's mode, not its
+    distribution: training on them sharpens it (measured: more forgetting, bench/RESULTS.md), and a
+    cycled prompt would repeat one identical answer; each sample differs."""
     import random
 
-    from tuneproof.generation import generate
+    import torch
+
     from tuneproof.io import TuneproofError, read_jsonl
     from tuneproof.predict import build_prompts
+    from tuneproof.progress import progress
 
     rows = read_jsonl(prompts_file)
     if not rows or not all(isinstance(r.get("prompt"), str) and r["prompt"].strip() for r in rows):
         raise TuneproofError(f"{prompts_file}: train.replay_prompts needs lines of {{\"prompt\": \"...\"}}")
     random.Random(seed).shuffle(rows)
-    records = [{"id": f"R{i:06d}", "messages": [{"role": "user", "content": r["prompt"]}]} for i, r in enumerate(rows, 1)]
-    answers = generate(model, tokenizer, build_prompts(tokenizer, records, None), REPLAY_MAX_NEW_TOKENS,
-                       batch_size, True, desc="replay answers")
+    default = template_default_system(tokenizer)
+    system = [{"role": "system", "content": default}] if default is not None else []
+    records = [{"id": f"R{i:06d}", "messages": [*system, {"role": "user", "content": rows[(i - 1) % len(rows)]["prompt"]}]}
+               for i in range(1, n + 1)]
+    prompts = build_prompts(tokenizer, records, None)
+    torch.manual_seed(seed)
+    answers: list[str] = []
+    for start in progress(range(0, len(prompts), batch_size), desc="replay answers", unit="batch"):
+        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        with torch.inference_mode():
+            out = model.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
+                                 max_new_tokens=REPLAY_MAX_NEW_TOKENS, pad_token_id=tokenizer.pad_token_id)
+        answers += tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
     # An empty answer (the base ends its turn at once) is the base's behaviour too: it is replayed as is.
-    answered = [{**r, "completion": a.strip()} for r, a in zip(records, answers)]
-    return [answered[i % len(answered)] for i in range(n)]
+    return [{**r, "completion": a.strip()} for r, a in zip(records, answers)]
 
 
 def balanced(records: Sequence[dict], labels: Sequence[str | None], repeats: dict[str, int]) -> list[dict]:
