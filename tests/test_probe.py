@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 import torch
 import yaml
 
+from conftest import ROOT
 from stages import probe
 from tuneproof.modeling import load_model, load_tokenizer
 
@@ -67,12 +69,16 @@ def test_stage_writes_metrics_and_per_instruction_rows(tiny_model_dir, project_d
     params["paths"]["base_model"] = str(tiny_model_dir)
     params["paths"]["adapter"] = str(make_adapter(tiny_model_dir, project_dir / "adapter", 0.1))
     params["generate"]["max_new_tokens"] = 4
-    from tests.conftest import ROOT
     shutil.copytree(ROOT / "eval", project_dir / "eval")
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     probe.main()
+    checks = {row["id"]: row["check"] for row in map(json.loads, (ROOT / "eval" / "general_instructions.jsonl").open())}
     metrics = yaml.safe_load((project_dir / "metrics" / "probe.json").read_text())
     assert set(metrics) >= {"base", "finetune", "kl_base_finetune"}
-    assert 0.0 <= metrics["finetune"]["instruction_pass"] <= 1.0
-    rows = (project_dir / "outputs" / "probe" / "instructions_finetune.jsonl").read_text().splitlines()
-    assert len(rows) == metrics["instructions"] == 30
+    for name in ("base", "finetune"):  # each pass rate is its rows' share passed, each row re-checked
+        rows = [json.loads(line) for line in
+                (project_dir / "outputs" / "probe" / f"instructions_{name}.jsonl").read_text().splitlines()]
+        assert len(rows) == metrics["instructions"] == 30
+        assert [row["passed"] for row in rows] == [int(probe.check_instruction(row["prediction"], checks[row["id"]]))
+                                                   for row in rows]
+        assert metrics[name]["instruction_pass"] == pytest.approx(sum(row["passed"] for row in rows) / 30)
