@@ -461,3 +461,13 @@ def test_a_clear_win_over_prompting_below_a_tfidf_classifier_is_not_ship():
     assert evidence["reasons"][0].startswith("the fine-tune beats prompting but not tfidf_logreg (0.800 vs 0.960)")
     without = sms_verdict(test, prompted, finetune, train_sample=train_sample)
     assert without["verdict"] == SHIP, without["reasons"]  # the same win, no better trivial reference: it ships
+
+
+def test_sample_differences_show_every_accepted_answer():
+    from tuneproof.report import sample_differences
+
+    ft = [{"id": "a", "prediction": "six geese", "reference": "6 geese", "references": ["6 geese", "six geese"],
+           "scores": {"lenient": 1.0}}]
+    prompted = [{**ft[0], "prediction": "ten lords", "scores": {"lenient": 0.0}}]
+    text = sample_differences(prompted, ft, "lenient")
+    assert "- reference: `6 geese` (also accepted: `six geese`)" in text
