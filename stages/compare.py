@@ -37,8 +37,9 @@ Checks (each PASS / FAIL / WARN / N/A with its evidence):
 Triage signals (seed step 1: is fine-tuning the right tool?):
   * prompting_suffices - the best prompted strategy already meets compare.target, or the
                          fine-tune is not clearly better than it.
-  * knowledge_gap      - answer novelty (share of test answers whose content words occur neither
-                         in any training completion nor in the record's own prompt) is high, and
+  * knowledge_gap      - answer novelty (share of test answers none of whose accepted forms, the
+                         completion and its references, has most content words in a training
+                         completion or in the record's own prompt) is high, and
                          either retrieval few-shot does at least as well as the fine-tune or the
                          fine-tune fails more on novel answers than on familiar ones.
   * format_not_content - for JSON tasks: validity/style improved but field correctness did not.
@@ -69,7 +70,7 @@ from tuneproof.text import normalise
 from tuneproof.paired import (LABEL_METRICS, example_score, label_score, label_set, paired_gain, paired_primary,
                               per_example_metric, scores_metric)
 from tuneproof.params import load_section, require
-from tuneproof.records import prompt_text
+from tuneproof.records import accepted_answers, prompt_text
 from tuneproof.report import strategy_metrics, write_outputs
 from tuneproof.scoring import FIELD_MATCH, NO_LABEL, ScoreParams
 from tuneproof.stats import mcnemar_exact, paired_bootstrap
@@ -367,29 +368,38 @@ def content_words(text: str) -> set[str]:
 
 
 def answer_novelty(test: list[dict], train: list[dict]) -> dict[str, bool]:
-    """Per test id: is the answer novel, i.e. are most of its content words neither in any
-    training completion nor in the record's own prompt (copying from the input is not knowledge)?"""
+    """Per test id: is the answer novel, i.e. for every accepted answer (the completion and any
+    `references`), are most of its content words neither in any training completion nor in the
+    record's own prompt (copying from the input is not knowledge)? One familiar form makes the
+    answer familiar: "6 geese a-laying" is not new knowledge when training held "six geese a-laying".
+    Only train completions count as seen: a train record's other references were never trained on."""
     seen = set().union(*(content_words(r["completion"]) for r in train)) if train else set()
     novel = {}
     for record in test:
-        words = content_words(record["completion"])
-        unseen = words - seen - content_words(prompt_text(record))
-        novel[record["id"]] = bool(words) and len(unseen) >= 0.5 * len(words)
+        known = seen | content_words(prompt_text(record))
+        forms = [content_words(answer) for answer in accepted_answers(record)]
+        novel[record["id"]] = all(words and len(words - known) >= 0.5 * len(words) for words in forms)
     return novel
 
 
+def novel_familiar_scores(rows: list[dict], novel: dict[str, bool], metric: str) -> tuple[float | None, float | None]:
+    """A system's mean per-example `metric` on the novel and on the familiar test answers (None: no such answer)."""
+    scores = {row["id"]: example_score(row, metric) for row in rows}
+    parts = ([scores[i] for i in scores if novel.get(i)], [scores[i] for i in scores if not novel.get(i)])
+    return tuple(float(np.mean(part)) if part else None for part in parts)
+
+
 def triage(best: dict, sig: dict, strategies: dict, finetune: dict, finetune_rows: list[dict],
-           novel: dict[str, bool], metric: str, params: CompareParams) -> dict:
+           novel: dict[str, bool], metric: str, params: CompareParams, prompted_rows: list[dict] | None = None) -> dict:
+    """The triage signals; `prompted_rows` (the best prompted strategy's) adds its novel/familiar split."""
     novelty = float(np.mean(list(novel.values()))) if novel else 0.0
-    scores = {row["id"]: example_score(row, metric) for row in finetune_rows}
-    novel_ids = [i for i in scores if novel.get(i)]
-    familiar_ids = [i for i in scores if not novel.get(i)]
-    ft_novel = float(np.mean([scores[i] for i in novel_ids])) if novel_ids else None
-    ft_familiar = float(np.mean([scores[i] for i in familiar_ids])) if familiar_ids else None
+    ft_novel, ft_familiar = novel_familiar_scores(finetune_rows, novel, metric)
+    prompted_novel, prompted_familiar = novel_familiar_scores(prompted_rows or [], novel, metric)
+    n_novel = sum(bool(novel.get(row["id"])) for row in finetune_rows)
     retrieval = strategies.get("retrieval", {}).get(metric)
     retrieval_helps = retrieval is not None and retrieval >= finetune[metric]
     fails_on_novel = ft_novel is not None and ft_familiar is not None and ft_novel < ft_familiar - params.min_gain
-    knowledge_gap = novelty >= params.knowledge.novelty_threshold and (retrieval_helps or fails_on_novel or not novel_ids)
+    knowledge_gap = novelty >= params.knowledge.novelty_threshold and (retrieval_helps or fails_on_novel or not n_novel)
     format_not_content = None
     correctness = [k for k in finetune if k.endswith(FIELD_MATCH)]
     if "json_valid" in finetune and correctness:
@@ -400,7 +410,9 @@ def triage(best: dict, sig: dict, strategies: dict, finetune: dict, finetune_row
     return {
         "prompting_suffices": bool(best[metric] >= params.target or sig["status"] != PASS),
         "prompted_meets_target": bool(best[metric] >= params.target),
-        "answer_novelty": novelty, "finetune_on_novel": ft_novel, "finetune_on_familiar": ft_familiar,
+        "answer_novelty": novelty, "novel_answers": n_novel, "familiar_answers": len(finetune_rows) - n_novel,
+        "finetune_on_novel": ft_novel, "finetune_on_familiar": ft_familiar,
+        "prompted_on_novel": prompted_novel, "prompted_on_familiar": prompted_familiar,
         "retrieval_beats_finetune": bool(retrieval_helps), "knowledge_gap": bool(knowledge_gap),
         "format_not_content": format_not_content,
     }
@@ -510,7 +522,7 @@ def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: di
         "majority_label": majority_label(finetune_rows, trivial, params),
     }
     signals = triage(best, sig, strategy_metrics(baseline_metrics), evaluate_metrics["finetune"], finetune_rows,
-                     answer_novelty(test, train), metric, params)
+                     answer_novelty(test, train), metric, params, prompted_rows=best_rows)
     verdict, reasons = decide(checks, signals)
     return {"verdict": verdict, "reasons": reasons, "next_steps": next_steps(verdict, checks),
             "primary": metric, "best_strategy": best["strategy"], "checks": checks, "signals": signals,
@@ -523,7 +535,9 @@ def compare_metrics(evidence: dict) -> dict:
     sig = checks["significance"]
     metrics = {"verdict": evidence["verdict"], "primary": evidence["primary"], "best_strategy": evidence["best_strategy"],
                "gain": sig["gain"], "ci_low": sig["ci_low"], "ci_high": sig["ci_high"], "p_value": sig["p_value"],
-               "answer_novelty": evidence["signals"]["answer_novelty"], "n_needed": checks["evidence"]["n_needed"],
+               "answer_novelty": evidence["signals"]["answer_novelty"],
+               "finetune_on_novel": evidence["signals"]["finetune_on_novel"],
+               "finetune_on_familiar": evidence["signals"]["finetune_on_familiar"], "n_needed": checks["evidence"]["n_needed"],
                "checks": {name: c["status"] for name, c in checks.items()}}
     if checks["learnt"].get("train_sample") is not None:
         metrics["finetune_train_sample"] = checks["learnt"]["train_sample"]

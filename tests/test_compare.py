@@ -346,6 +346,32 @@ def test_answer_copied_from_the_prompt_is_not_novel():
     assert answer_novelty(test, train) == {"L000001": False, "L000002": True}
 
 
+def test_an_answer_is_familiar_when_any_accepted_form_was_trained_on():
+    jfk = {**record(1, "who was president in 1962", "JFK"), "references": ["JFK", "John F. Kennedy"]}
+    kafka = {**record(2, "who wrote the trial", "Kafka"), "references": ["Kafka", "Franz Kafka"]}
+    train = [record(3, "whose son was john jr", "John F. Kennedy Jr.")]
+    assert answer_novelty([jfk, kafka], train) == {"L000001": False, "L000002": True}
+    assert answer_novelty([{k: v for k, v in jfk.items() if k != "references"}], train) == {"L000001": True}
+
+
+def test_triage_and_report_split_scores_by_novel_and_familiar_answers():
+    from stages.compare import triage
+    from tuneproof.report import novelty_table
+
+    novel = {"a": True, "b": True, "c": False}
+    finetune = [{"id": i, "scores": {"lenient": s}} for i, s in (("a", 0.0), ("b", 1.0), ("c", 1.0))]
+    prompted = [{"id": i, "scores": {"lenient": s}} for i, s in (("a", 0.0), ("b", 0.0), ("c", 1.0))]
+    best = {"strategy": "retrieval", "lenient": 1 / 3}
+    signals = triage(best, {"status": "FAIL"}, {"retrieval": {"lenient": 1 / 3}}, {"lenient": 2 / 3}, finetune,
+                     novel, "lenient", CompareParams(), prompted_rows=prompted)
+    assert (signals["novel_answers"], signals["familiar_answers"]) == (2, 1)
+    assert (signals["finetune_on_novel"], signals["finetune_on_familiar"]) == (0.5, 1.0)
+    assert (signals["prompted_on_novel"], signals["prompted_on_familiar"]) == (0.0, 1.0)
+    assert signals["knowledge_gap"]  # novelty 2/3 and the fine-tune fails more on novel answers
+    table = novelty_table({"signals": signals, "primary": "lenient", "best_strategy": "retrieval"})
+    assert "| fine-tune | 0.500 | 1.000 |" in table and "| retrieval (best prompted) | 0.000 | 1.000 |" in table
+
+
 def test_different_test_sets_are_refused():
     from tuneproof.io import TuneproofError
     from stages.compare import paired_primary
@@ -443,3 +469,13 @@ def test_a_clear_win_over_prompting_below_a_tfidf_classifier_is_not_ship():
     assert evidence["reasons"][0].startswith("the fine-tune beats prompting but not tfidf_logreg (0.800 vs 0.960)")
     without = sms_verdict(test, prompted, finetune, train_sample=train_sample)
     assert without["verdict"] == SHIP, without["reasons"]  # the same win, no better trivial reference: it ships
+
+
+def test_sample_differences_show_every_accepted_answer():
+    from tuneproof.report import sample_differences
+
+    ft = [{"id": "a", "prediction": "six geese", "reference": "6 geese", "references": ["6 geese", "six geese"],
+           "scores": {"lenient": 1.0}}]
+    prompted = [{**ft[0], "prediction": "ten lords", "scores": {"lenient": 0.0}}]
+    text = sample_differences(prompted, ft, "lenient")
+    assert "- reference: `6 geese` (also accepted: `six geese`)" in text

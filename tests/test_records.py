@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tuneproof.io import TuneproofError
-from tuneproof.records import label_of, load_records, prompt_text
+from tuneproof.records import accepted_answers, label_of, load_records, prompt_text
 
 GOOD_PC = json.dumps({"prompt": "Where is my parcel?", "completion": "shipping_delay"})
 GOOD_CHAT = json.dumps({"messages": [{"role": "system", "content": "Be brief."},
@@ -40,6 +40,47 @@ def test_chat_format_and_prompt_text(tmp_path):
     assert prompt_text(records[0]) == "Be brief.\nWhere is my parcel?"
 
 
+def test_references_are_kept_beside_the_completion_through_dedup_and_split(tmp_path):
+    from stages.dedup import DedupParams, dedup_records
+    from stages.split import SplitParams, split_records
+
+    refs = ["6 geese a-laying", "six geese a-laying"]
+    lines = [json.dumps({"prompt": f"question number {i} about item {i * 7}", "completion": refs[0], "references": refs})
+             for i in range(20)]
+    lines.append(json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+                             "references": ["a", "A."]}))
+    records = load_records(write_lines(tmp_path / "pc.jsonl", lines[:20]))
+    assert records[0]["references"] == refs and accepted_answers(records[0]) == refs
+    assert load_records(write_lines(tmp_path / "chat.jsonl", lines[20:]))[0]["references"] == ["a", "A."]
+    kept = dedup_records(records, DedupParams(truth=None)).records
+    splits = split_records(kept, SplitParams(), None).splits
+    assert sorted((r for part in splits.values() for r in part), key=lambda r: r["id"]) == kept
+    assert all(r["references"] == refs for r in kept) and len(kept) == 20
+    assert accepted_answers({"completion": "x", "references": ["y", "x"]}) == ["x", "y"]
+    assert "references" not in load_records(write_lines(tmp_path / "plain.jsonl", [GOOD_PC]))[0]
+
+
+def test_readme_joins_accepted_answers_from_a_meta_file(tmp_path):
+    """The README's one-line join of a line-aligned meta file (efficientqa's shape) into references."""
+    import subprocess
+    import sys
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    command = next(line.strip() for line in readme.splitlines() if line.strip().startswith("python -c") and "references" in line)
+    command = command.replace("python -c", f"{sys.executable} -c", 1)
+    write_lines(tmp_path / "data.jsonl", [json.dumps({"prompt": "q1", "completion": "Tim Curry"}),
+                                          json.dumps({"prompt": "q2", "completion": "6 geese"})])
+    meta = [json.dumps({"file": "x", "line": 1, "answers": ["Tim Curry"]}),
+            json.dumps({"file": "x", "line": 2, "answers": ["6 geese", "six geese"]})]
+    write_lines(tmp_path / "meta.jsonl", meta)
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    subprocess.run(command, shell=True, cwd=tmp_path, check=True)
+    records = load_records(tmp_path / "data" / "raw" / "mine.jsonl")
+    assert [r["references"] for r in records] == [["Tim Curry"], ["6 geese", "six geese"]]
+    write_lines(tmp_path / "meta.jsonl", meta[:1])  # misaligned files: the command fails, never pairs wrongly
+    assert subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True).returncode != 0
+
+
 def test_utf8_bom_on_first_line_is_accepted(tmp_path):
     path = tmp_path / "d.jsonl"
     path.write_bytes(b"\xef\xbb\xbf" + GOOD_PC.encode() + b"\n")
@@ -65,6 +106,14 @@ BAD_INPUTS = [
     ("completion_not_string", [json.dumps({"prompt": "a", "completion": ["x"]})], 1, r"'completion' must be a string, got list"),
     ("empty_prompt", [GOOD_PC, json.dumps({"prompt": "  \n", "completion": "a"})], 2, r"'prompt' is empty"),
     ("empty_completion", [json.dumps({"prompt": "a", "completion": ""})], 1, r"'completion' is empty"),
+    ("references_not_list", [GOOD_PC, json.dumps({"prompt": "a", "completion": "b", "references": "b"})], 2,
+     r"'references' must be a non-empty list of accepted answers"),
+    ("references_empty", [json.dumps({"prompt": "a", "completion": "b", "references": []})], 1,
+     r"'references' must be a non-empty list"),
+    ("reference_not_string", [json.dumps({"prompt": "a", "completion": "b", "references": ["b", 1960]})], 1,
+     r"references\[1\] must be a string, got int"),
+    ("reference_empty", [json.dumps({"prompt": "a", "completion": "b", "references": ["b", " "]})], 1,
+     r"references\[1\] is empty"),
     ("both_formats_one_line", [json.dumps({"prompt": "a", "completion": "b", "messages": []})], 1, r"use one format"),
     ("mixed_formats", [GOOD_PC, GOOD_PC, GOOD_CHAT], 3, r"chat format but line 1 uses prompt_completion"),
     ("non_utf8", [GOOD_PC, b'{"prompt": "caf\xe9", "completion": "a"}'], 2, r"not valid UTF-8"),

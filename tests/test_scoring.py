@@ -173,10 +173,61 @@ def test_macro_f1_of_a_sample_averages_over_the_labels_it_holds_or_predicts():
     assert scorer.aggregate(one_wrong)["macro_f1"] == pytest.approx((2 * 15 / 31 + 0) / 2)
 
 
-def test_exact_kind():
-    scorer = Scorer(ScoreParams(kind="exact", primary="exact"))
-    assert scorer.score(" 42\n", "42") == ({"exact": 1.0}, None)
-    assert scorer.score("42.", "42")[0] == {"exact": 0.0}
+QA = Scorer(ScoreParams(kind="exact", primary="lenient"))
+
+
+def qa(prediction: str, *answers: str) -> dict[str, float]:
+    return QA.score(prediction, answers[0], "L000001", answers[1:])[0]
+
+
+def test_exact_kind_normalises_like_squad():
+    assert QA.score(" 42\n", "42") == ({"exact": 1.0, "lenient": 1.0, "token_f1": 1.0}, None)
+    assert qa("42.", "42")["exact"] == 1.0                       # punctuation
+    assert qa("the  Beatles", "Beatles")["exact"] == 1.0         # case, article, spacing
+    assert qa("Beatles", "A Hard Day's Night")["exact"] == 0.0
+
+
+def test_exact_kind_accepts_any_reference():
+    answers = ("6 geese a-laying", "six geese a-laying")
+    assert qa("Six geese a-laying", *answers) == {"exact": 1.0, "lenient": 1.0, "token_f1": 1.0}
+    assert qa("seven swans a-swimming", *answers)["exact"] == 0.0
+    # the record's references reach the scorer through row(), and the row shows them
+    record = {"id": "L000007", "messages": [], "completion": answers[0], "references": list(answers)}
+    row = QA.row(record, "six geese a-laying")
+    assert row["scores"]["exact"] == 1.0 and row["references"] == list(answers)
+
+
+@pytest.mark.parametrize("prediction,answers,lenient", [
+    ("The capital of Australia is Canberra.", ("Canberra",), 1.0),
+    ("It was six geese a-laying, I think", ("6 geese a-laying", "six geese a-laying"), 1.0),
+    ("Ariel Winter played her", ("Winter", "Ariel Winter"), 1.0),  # "Winter" lies inside the longer match
+    ("Canberras", ("Canberra",), 0.0),                              # whole words only
+    ("Stephanie Pearson or Michelle Monaghan", ("Ariel Winter", "Stephanie Pearson", "Michelle Monaghan"), 0.0),
+    ("I do not know", ("Canberra",), 0.0),
+])
+def test_lenient_counts_an_answer_naming_exactly_one_reference(prediction, answers, lenient):
+    scores = qa(prediction, *answers)
+    assert scores["lenient"] == lenient
+    assert scores["exact"] == 0.0  # none of these is the bare answer: strict exact is reported beside
+
+
+def test_token_f1_is_squads_best_over_references():
+    # "The capital of Australia is Canberra." -> capital of australia is canberra: P 1/5, R 1/1
+    assert qa("The capital of Australia is Canberra.", "Canberra")["token_f1"] == pytest.approx(2 * 0.2 / 1.2)
+    # tokens [tim, robbins] vs [tim, curry]: P = R = 1/2; against [robbins]: P 1/2, R 1 -> 2/3, the best
+    assert qa("Tim Robbins", "Tim Curry")["token_f1"] == pytest.approx(0.5)
+    assert qa("Tim Robbins", "Tim Curry", "Robbins")["token_f1"] == pytest.approx(2 / 3)
+    # repeated tokens count once per occurrence (bag of words): [new, new, york] vs [new, york]
+    assert qa("New new York", "New York")["token_f1"] == pytest.approx(2 * (2 / 3) * 1 / (2 / 3 + 1))
+    assert qa("the", "Canberra")["token_f1"] == 0.0  # nothing left after the article
+
+
+def test_exact_kind_aggregates_every_metric():
+    record = {"id": "L000001", "messages": [], "completion": "Canberra"}
+    rows = [QA.row(record, "Canberra"), QA.row({**record, "id": "L000002"}, "It is Canberra")]
+    assert QA.aggregate(rows) == pytest.approx({"exact": 0.5, "lenient": 1.0, "token_f1": (1 + 0.5) / 2})
+    assert metric_names(QA.params) == ["exact", "lenient", "token_f1"]
+    validate(ScoreParams(kind="exact", primary="token_f1"))
 
 
 # --------------------------------------------------------------------------------- validation

@@ -45,3 +45,12 @@ def test_dedup_and_the_audit_see_through_invisible_edits():
 def test_labels_are_found_through_the_same_normalisation():
     assert extract_label("Answer: s\u200bpam", ["ham", "spam"]) == "spam"
     assert extract_label("SPАM", ["ham", "spam"]) == "spam"  # Cyrillic А
+
+
+def test_answers_compare_without_articles_through_the_same_normalisation():
+    from tuneproof.text import normalise_answer
+
+    assert normalise_answer("The  Beatles!") == normalise_answer("beatles") == "beatles"
+    assert normalise_answer("Thе Bеatles") == "beatles"  # Cyrillic "е" look-alikes, as everywhere
+    assert normalise_answer("A Tale of Two Cities") == "tale of two cities"
+    assert normalise_answer("Anne theme") == "anne theme"  # articles only as whole words

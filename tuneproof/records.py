@@ -4,11 +4,14 @@ Accepted input, one JSON object per line, one format per file:
   * `{"prompt": str, "completion": str}`                    (prompt becomes one user message)
   * `{"messages": [{"role": ..., "content": ...}, ...]}`    (OpenAI chat fine-tuning style;
                                                              the last message is the assistant's answer)
-Other keys are ignored. Blank lines are skipped.
+Either format may also carry `"references": [str, ...]`: every accepted answer (open-domain QA
+accepts "6 geese a-laying" and "six geese a-laying"). The completion is the one trained on; the
+scorer accepts the completion or any reference. Other keys are ignored. Blank lines are skipped.
 
 Canonical record (what every stage after `dedup` reads):
   `{"id": "L000012", "messages": [<system/user/assistant turns before the answer>], "completion": str}`
-where the id is the 1-based line number in the raw file, so every report points back at the source.
+(+ `"references"` when the line has them), where the id is the 1-based line number in the raw
+file, so every report points back at the source.
 """
 
 from __future__ import annotations
@@ -46,10 +49,26 @@ def _text(value: object, what: str, path: Path, line_no: int) -> str:
     return value
 
 
+def _references(obj: dict, path: Path, line_no: int) -> dict:
+    """{"references": [...]} when the line carries them (validated), else {}."""
+    if "references" not in obj:
+        return {}
+    refs = obj["references"]
+    if not isinstance(refs, list) or not refs:
+        raise _fail(path, line_no, "'references' must be a non-empty list of accepted answers (strings); "
+                    "drop the key when there is only the completion")
+    return {"references": [_text(ref, f"references[{i}]", path, line_no) for i, ref in enumerate(refs)]}
+
+
 def parse_record(obj: object, path: Path, line_no: int) -> tuple[str, dict]:
     """Validate one decoded JSON line; return (format name, canonical record)."""
     if not isinstance(obj, dict):
         raise _fail(path, line_no, f"expected a JSON object, got {type(obj).__name__}")
+    fmt, record = _parse_answer(obj, path, line_no)
+    return fmt, {**record, **_references(obj, path, line_no)}
+
+
+def _parse_answer(obj: dict, path: Path, line_no: int) -> tuple[str, dict]:
     has_chat = "messages" in obj
     has_pc = "prompt" in obj or "completion" in obj
     if has_chat and has_pc:
@@ -127,6 +146,12 @@ def load_records(path: str | Path) -> list[dict]:
 def prompt_text(record: dict) -> str:
     """The prompt side of a record as plain text (all turns before the answer)."""
     return "\n".join(m["content"] for m in record["messages"])
+
+
+def accepted_answers(record: dict) -> list[str]:
+    """Every answer the scorer accepts for a record: its completion, then its references (in order,
+    without repeats)."""
+    return list(dict.fromkeys([record["completion"], *record.get("references", ())]))
 
 
 def label_of(record: dict, label_field: str | None) -> str | None:

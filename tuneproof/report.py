@@ -62,6 +62,26 @@ def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics:
     return "\n".join(lines)
 
 
+def novelty_table(evidence: dict) -> str:
+    """The primary metric on novel vs familiar test answers (compare's answer novelty): a fine-tune
+    that learnt format scores alike on both; one that memorised facts fails on the novel ones."""
+    sig = evidence["signals"]
+    if "novel_answers" not in sig:
+        return ""
+    primary = evidence["primary"]
+    return (f"`{primary}` on the {sig['novel_answers']} test answers whose every accepted form is absent from the "
+            f"train completions and the prompt (novel) and the {sig['familiar_answers']} others (familiar):\n\n"
+            "| system | novel | familiar |\n|---|---|---|\n"
+            f"| fine-tune | {_fmt(sig['finetune_on_novel'])} | {_fmt(sig['finetune_on_familiar'])} |\n"
+            f"| {evidence['best_strategy']} (best prompted) | {_fmt(sig.get('prompted_on_novel'))} | "
+            f"{_fmt(sig.get('prompted_on_familiar'))} |\n")
+
+
+def _also_accepted(row: dict) -> str:
+    others = [ref for ref in row.get("references", ()) if ref != row["reference"]]
+    return f" (also accepted: {', '.join(f'`{ref}`' for ref in others)})" if others else ""
+
+
 def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], primary: str) -> str:
     """The first test records where the two systems score differently on the primary metric's
     per-example stand-in (label accuracy for macro_f1, a corpus metric no row carries)."""
@@ -75,7 +95,7 @@ def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], pri
     for ft, bl in differ[:SAMPLES]:
         blocks.append(f"**{ft['id']}** — {metric}: prompted {_fmt(example_score(bl, primary))}, "
                       f"fine-tune {_fmt(example_score(ft, primary))}\n\n"
-                      f"- reference: `{ft['reference']}`\n- prompted: `{bl['prediction'].strip()}`\n"
+                      f"- reference: `{ft['reference']}`{_also_accepted(ft)}\n- prompted: `{bl['prediction'].strip()}`\n"
                       f"- fine-tune: `{ft['prediction'].strip()}`")
     return f"{len(differ)} test records score differently; the first {len(blocks)}:\n\n" + "\n\n".join(blocks)
 
@@ -167,6 +187,8 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 ## Triage signals
 
 {signals}
+
+{novelty_table(evidence)}
 
 ## Method and base model
 

@@ -1,16 +1,23 @@
 """The one scorer: every system's predictions are scored here, with the same lenient rules.
 
 params.yaml `score:` picks the kind:
-  * `exact` - the prediction equals the reference after stripping surrounding whitespace.
+  * `exact` - a short free-text answer (open-domain QA): the reference is the completion or any
+              of the record's `references` (every accepted answer), compared after SQuAD
+              normalisation (tuneproof.text.normalise_answer: case, punctuation, articles, spaces).
   * `label` - the reference is a class label; a label is extracted from free text (the one label
               that appears, case- and punctuation-insensitive), then accuracy and macro-F1.
   * `json`  - the reference is a JSON object; the first JSON object in the prediction is
               extracted (prose and code fences around it are ignored), then validity, each
               configured field, and house-style patterns on fields.
 
-Per-example metrics (all binary 0/1, so paired tests such as McNemar apply; the aggregate of
-each is its mean under the same name):
-  * every kind: `exact` (whole answer equals the reference, surrounding whitespace ignored);
+Per-example metrics (binary 0/1, so paired tests such as McNemar apply, except token_f1; the
+aggregate of each is its mean under the same name):
+  * label, json: `exact` (whole answer equals the reference, surrounding whitespace ignored);
+  * exact: `exact` (the normalised answer equals a normalised accepted answer: strict),
+    `lenient` (strict, or the answer names exactly one accepted answer as a whole phrase: "The
+    capital of Australia is Canberra." for Canberra; the label kind's extraction rule) and
+    `token_f1` (SQuAD token F1, the best over the accepted answers: partial credit, and the
+    price of padding an answer with words);
   * label: `accuracy` (the extracted label is the reference), `extracted` (one label was found);
   * json: `json_valid`, `<field>_match` per configured field, `style_ok` (every style pattern
     matches) and `task_success` = valid JSON AND every field matches AND style ok: the answer
@@ -19,6 +26,11 @@ each is its mean under the same name):
 `macro_f1` is the only corpus-level metric. `score.primary` names the metric that decides the
 best baseline and the fine-tune's verdict: a per-example one, or macro_f1 for tasks with a label
 (compare then bootstraps macro-F1 itself; on an 88/12 task accuracy rewards the constant answer).
+For kind `exact` the primary should be `lenient`: an instruction-tuned model answers in a
+sentence, which strict `exact` scores 0 however right it is, so under `exact` the prompted bar is
+a strawman that any fine-tune beats by learning the bare-answer format, not the task (a capitals
+set: zero-shot "The capital of Australia is Canberra." scored 0). `exact` stays beside it, and
+`token_f1` shows how much was padding.
 
 Lenient extraction is applied identically to every system (baseline strategies and the
 fine-tune alike); it must never be tuned to favour one.
@@ -29,11 +41,16 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 from tuneproof.io import TuneproofError
-from tuneproof.text import normalise
+from tuneproof.text import normalise, normalise_answer
+
+def _bit(ok: bool) -> float:
+    return 1.0 if ok else 0.0
+
 
 NO_LABEL = "<none>"  # predicted label when no single label could be extracted
 
@@ -46,7 +63,7 @@ CORPUS_METRIC = "macro_f1"  # the one corpus-level metric (tasks with a label); 
 class ScoreParams:
     """params.yaml `score:` — how predictions are compared with references."""
 
-    kind: Literal["exact", "label", "json"] = "json"  # exact | label (class label in free text) | json (JSON object answer)
+    kind: Literal["exact", "label", "json"] = "json"  # exact (short answer, any reference) | label (class label in free text) | json (JSON object answer)
     primary: str = "task_success"  # per-example metric that ranks baselines and decides the verdict
     fields: list[str] = field(default_factory=list)  # json: fields whose value must equal the reference's (case-insensitive)
     style: dict[str, str] = field(default_factory=dict)  # json: field -> regex its value must fully match (house style)
@@ -55,7 +72,7 @@ class ScoreParams:
 def metric_names(params: ScoreParams) -> list[str]:
     """Per-example metric names for a scorer configuration (each also aggregated as a mean)."""
     if params.kind == "exact":
-        return ["exact"]
+        return ["exact", "lenient", "token_f1"]
     if params.kind == "label":
         return ["accuracy", "extracted", "exact"]
     names = ["json_valid", *(f + FIELD_MATCH for f in params.fields)]
@@ -82,20 +99,51 @@ def validate(params: ScoreParams, where: str = "params.yaml: score") -> ScorePar
 
 # ---------------------------------------------------------------------------------------- labels
 
-def extract_label(text: str, labels: Sequence[str]) -> str | None:
-    """The label `text` names, or None when it names none or several.
+def _has_phrase(text: str, phrase: str) -> bool:
+    return re.search(rf"(?<!\w){re.escape(phrase)}(?!\w)", text) is not None
 
-    An exact (normalised) match wins; otherwise each label is searched as a whole-word phrase,
-    a label contained in a longer matched label ("card" in "card payment") is dropped, and the
-    answer counts only if exactly one label remains: an answer listing two labels is wrong.
-    """
-    norm = normalise(text)
+
+def single_phrase(norm: str, phrases: Iterable[str]) -> str | None:
+    """The one of `phrases` (all normalised) that the normalised text `norm` names, or None.
+
+    An exact match wins; otherwise each phrase is searched as a whole-word phrase, a phrase
+    contained in a longer found one ("card" in "card payment") is dropped, and the text counts
+    only if exactly one remains: an answer listing two candidates is wrong."""
+    phrases = list(dict.fromkeys(phrases))
+    if norm in phrases:
+        return norm
+    found = [p for p in phrases if p and _has_phrase(norm, p)]
+    found = [p for p in found if not any(p != q and _has_phrase(q, p) for q in found)]
+    return found[0] if len(found) == 1 else None
+
+
+def extract_label(text: str, labels: Sequence[str]) -> str | None:
+    """The label `text` names (see single_phrase), or None when it names none or several."""
     by_norm = {normalise(label): label for label in labels}
-    if norm in by_norm:
-        return by_norm[norm]
-    found = [n for n in by_norm if n and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", norm)]
-    found = [n for n in found if not any(n != m and re.search(rf"(?<!\w){re.escape(n)}(?!\w)", m) for m in found)]
-    return by_norm[found[0]] if len(found) == 1 else None
+    found = single_phrase(normalise(text), by_norm)
+    return None if found is None else by_norm[found]
+
+
+# ----------------------------------------------------------------------------------- short answers
+
+def token_f1(prediction: str, reference: str) -> float:
+    """SQuAD token F1 of two answers over their normalise_answer tokens (bags of words)."""
+    pred, ref = normalise_answer(prediction).split(), normalise_answer(reference).split()
+    if not pred or not ref:
+        return _bit(pred == ref)
+    common = sum((Counter(pred) & Counter(ref)).values())
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(pred), common / len(ref)
+    return 2 * precision * recall / (precision + recall)
+
+
+def answer_scores(prediction: str, answers: Sequence[str]) -> dict[str, float]:
+    """`exact`, `lenient` and `token_f1` of a short answer against every accepted answer."""
+    norm, keys = normalise_answer(prediction), [normalise_answer(a) for a in answers]
+    strict = norm in keys
+    return {"exact": _bit(strict), "lenient": _bit(strict or single_phrase(norm, keys) is not None),
+            "token_f1": max(token_f1(prediction, a) for a in answers)}
 
 
 # ------------------------------------------------------------------------------------------ json
@@ -121,9 +169,6 @@ def _field_value(value: object) -> str:
 
 # --------------------------------------------------------------------------------------- scoring
 
-def _bit(ok: bool) -> float:
-    return 1.0 if ok else 0.0
-
 
 def _label_value(value: object, labels: Sequence[str]) -> str:
     """The label a JSON field value names (same case/space leniency as field matching)."""
@@ -139,13 +184,15 @@ class Scorer:
     label_field: str | None = None  # task.label_field: rows carry label/predicted_label when set
     labels: tuple[str, ...] = ()    # the label set (kind `label` extracts one of these)
 
-    def score(self, prediction: str, reference: str, record_id: str = "?") -> tuple[dict[str, float], str | None]:
-        """(per-example metrics, predicted label or None when the task has no label)."""
+    def score(self, prediction: str, reference: str, record_id: str = "?",
+              references: Sequence[str] = ()) -> tuple[dict[str, float], str | None]:
+        """(per-example metrics, predicted label or None when the task has no label). `references`:
+        the record's other accepted answers (kind exact)."""
         params = self.params
-        scores = {"exact": _bit(prediction.strip() == reference.strip())}
         if params.kind == "exact":
             predicted = prediction.strip() if prediction.strip() in self.labels else NO_LABEL
-            return scores, predicted if self.label_field else None
+            return answer_scores(prediction, [reference, *references]), predicted if self.label_field else None
+        scores = {"exact": _bit(prediction.strip() == reference.strip())}
         if params.kind == "label":
             predicted = extract_label(prediction, self.labels)
             scores["extracted"] = _bit(predicted is not None)
@@ -180,9 +227,9 @@ class Scorer:
         """The per-example output row (the contract compare pairs by id)."""
         from tuneproof.records import label_of
 
-        scores, predicted = self.score(prediction, record["completion"], record["id"])
+        scores, predicted = self.score(prediction, record["completion"], record["id"], record.get("references", ()))
         row = {"id": record["id"], "prediction": prediction, "reference": record["completion"],
-               "scores": scores, **extra}
+               **({"references": record["references"]} if "references" in record else {}), "scores": scores, **extra}
         if self.label_field is not None:
             row["label"] = label_of(record, self.label_field)
             row["predicted_label"] = predicted

@@ -10,6 +10,10 @@ it from none.
      Cyrillic "а" is "paypal".
   4. casefold, punctuation and "_" to spaces (so "end.Next" stays two words), single spaces.
 Idempotent: normalise(normalise(t)) == normalise(t).
+
+`normalise_answer` is the SQuAD answer normalisation built on it: the articles a/an/the are also
+dropped, so "The Beatles" is "beatles". It differs from the SQuAD script only where `normalise`
+does: punctuation separates words instead of joining them ("U.S." is "u s", the same on both sides).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ CONFUSABLES = str.maketrans({
 })
 _PUNCT = re.compile(r"[^\w\s]+|_+")  # runs of punctuation, plus "_" (a \w char that reads as punctuation)
 _SPACE = re.compile(r"\s+")
+_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 
 
 def normalise(text: str) -> str:
@@ -40,3 +45,8 @@ def normalise(text: str) -> str:
     text = text.translate(CONFUSABLES).casefold()
     text = _PUNCT.sub(" ", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def normalise_answer(text: str) -> str:
+    """`normalise`, then without the articles a/an/the (SQuAD): the form answers are compared in."""
+    return _SPACE.sub(" ", _ARTICLES.sub(" ", normalise(text))).strip()
