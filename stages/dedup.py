@@ -213,11 +213,12 @@ def main(params_file: str = "params.yaml") -> None:
         metrics["truth"] = score_against_truth(result.clusters, truth)
     # One set: the old metrics file goes first and comes back last; records.jsonl and clusters.json
     # are replaced together (other files there, such as DVC's .gitignore, are left alone).
-    remove_outputs([paths.metrics_file("dedup")])
-    with atomic_files(paths.output("dedup"), [RECORDS_FILE, CLUSTERS_FILE]) as out:
+    out_dir, metrics_file = paths.output("dedup"), paths.metrics_file("dedup")  # both checked before any removal
+    remove_outputs([metrics_file])
+    with atomic_files(out_dir, [RECORDS_FILE, CLUSTERS_FILE]) as out:
         write_jsonl(out / RECORDS_FILE, result.records)
         write_json(out / CLUSTERS_FILE, result.clusters)
-    write_json(paths.metrics_file("dedup"), metrics)
+    write_json(metrics_file, metrics)
     summary = (f"dedup: {metrics['records_in']} -> {metrics['records_out']} records "
                f"(exact {metrics['exact_dropped']}, near {metrics['near_dropped']}, "
                f"conflicts {metrics['conflict_groups']} groups / {metrics['conflict_dropped']} dropped)")

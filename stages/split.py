@@ -46,12 +46,12 @@ from scipy.sparse.csgraph import connected_components
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.contamination import char_ngrams, max_jaccard
-from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
+from tuneproof.io import TuneproofError, atomic_files, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.similar import similar_pairs
 from tuneproof.text import normalise
 from tuneproof.params import load_section
-from tuneproof.records import label_of
+from tuneproof.records import label_of, read_canonical
 
 SPLITS = ("train", "val", "test")
 NO_LABEL = "<no label>"  # per-label count key for records whose completion has no label
@@ -359,19 +359,22 @@ def main(params_file: str = "params.yaml") -> None:
     source = Path(paths.dedup) / "records.jsonl"
     if not source.is_file():
         raise TuneproofError(f"{source}: not found; run the dedup stage first (dvc repro dedup)")
-    records = read_jsonl(source)
+    records = read_canonical(source)
+    if not records:
+        raise TuneproofError(f"{source}: no records; check paths.raw and re-run the dedup stage (dvc repro dedup)")
     check_label_field(records, task.label_field)
     result, report = run_split(records, params, task.label_field)
     out = paths.output("split")
     files = {s: out / f"{s}.jsonl" for s in SPLITS}
-    remove_outputs([paths.metrics_file("split")])  # the manifest goes first and comes back last
+    metrics_file = paths.metrics_file("split")
+    remove_outputs([metrics_file])  # the manifest goes first and comes back last
     with atomic_files(out, [*(path.name for path in files.values()), "audit.json"]) as tmp:  # one set
         for split, path in files.items():
             write_jsonl(tmp / path.name, result.splits[split])
         write_json(tmp / "audit.json", report)
     metrics = manifest(result, report, files, task.label_field)
     metrics["warnings"] = size_warnings(metrics)
-    write_json(paths.metrics_file("split"), metrics)
+    write_json(metrics_file, metrics)
     for warning in metrics["warnings"]:
         print(f"split: WARNING: {warning}", file=sys.stderr)
     counts = metrics["records"]

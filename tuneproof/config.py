@@ -42,6 +42,9 @@ class Paths:
                 raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} holds paths.{other} "
                                      f"({getattr(self, other)!r}), and this stage replaces the whole folder; "
                                      "give it a folder of its own, e.g. outputs/" + key)
+        if resolved.exists() and not resolved.is_dir():  # every output of this section is a folder
+            raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} is a file, and this stage writes a folder "
+                                 "there; name a folder (the file is left alone)")
         return path
 
     def metrics_file(self, stage: str) -> Path:

@@ -151,10 +151,12 @@ def remove_outputs(paths: Iterable[str | Path]) -> None:
     """Remove a stage's previous outputs before it writes a new set that spans several files or
     folders: a kill while writing then leaves outputs missing (which readers and `dvc status`
     report), never new files beside old ones. A folder is removed only where a stage could have
-    made it (no git-tracked files, no .git/.dvc inside)."""
-    for path in map(Path, paths):
+    made it (no git-tracked files, no .git/.dvc inside); all are checked before any is removed."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        _check_replaceable(path)
+    for path in paths:
         if path.is_dir() and not path.is_symlink():
-            _check_replaceable(path)
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()

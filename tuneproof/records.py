@@ -168,12 +168,42 @@ def label_of(record: dict, label_field: str | None) -> str | None:
     return str(value.get(label_field)) if isinstance(value, dict) and label_field in value else None
 
 
+def read_canonical(path: str | Path) -> list[dict]:
+    """Canonical records from a stage-written JSONL file (dedup's records, a split file), checked:
+    a damaged or hand-edited file stops with file:line, never a KeyError further on."""
+    records = read_jsonl(path)
+    first_line: dict[str, int] = {}
+    for line_no, record in enumerate(records, 1):  # stage files have no blank lines
+        problem = _canonical_problem(record)
+        if problem:
+            raise TuneproofError(f"{path}:{line_no}: {problem}; re-run the stage that wrote it")
+        if record["id"] in first_line:
+            raise TuneproofError(f"{path}:{line_no}: id {record['id']!r} repeats line {first_line[record['id']]}; "
+                                 "every record needs its own id (re-run the stage that wrote it)")
+        first_line[record["id"]] = line_no
+    return records
+
+
+def _canonical_problem(record: object) -> str | None:
+    if not isinstance(record, dict):
+        return f"expected a JSON object, got {type(record).__name__}"
+    if not isinstance(record.get("id"), str):
+        return "'id' must be a string"
+    if not isinstance(record.get("completion"), str):
+        return "'completion' must be a string"
+    messages = record.get("messages")
+    if not isinstance(messages, list) or not all(
+            isinstance(m, dict) and m.get("role") in ROLES and isinstance(m.get("content"), str) for m in messages):
+        return "'messages' must be a list of {role, content} objects"
+    return None
+
+
 def read_split(split_dir: str | Path, name: str) -> list[dict]:
     """Canonical records of one split file (`train`, `val` or `test`) written by the split stage."""
     path = Path(split_dir) / f"{name}.jsonl"
     if not path.is_file():
         raise TuneproofError(f"{path}: not found; run the split stage first (dvc repro split)")
-    records = read_jsonl(path)
+    records = read_canonical(path)
     if not records:
         raise TuneproofError(f"{path}: no records; check split.test_ratio/val_ratio and the input data")
     return records

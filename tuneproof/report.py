@@ -262,13 +262,18 @@ small general-ability probe; check it on a sample of production inputs before re
 """
 
 
+def check_no_links(adapter: str | Path) -> None:
+    """A link could point anywhere (a system file, a secret): never copy one into what is pushed."""
+    links = [str(p) for p in Path(adapter).rglob("*") if p.is_symlink()]
+    if links:
+        raise TuneproofError(f"{adapter}: holds symbolic link(s) {', '.join(links[:3])}; the release folder "
+                             "is pushed as is, so replace them with the files they point to or remove them")
+
+
 def write_release(paths: Paths, card: str) -> None:
     """<paths.release>/: the adapter (or full model) exactly as trained, with tuneproof_train.json,
     and the model card as README.md beside it (Hugging Face's layout): the folder to push."""
-    links = [str(p) for p in Path(paths.adapter).rglob("*") if p.is_symlink()]
-    if links:  # a link could point anywhere (a system file, a secret): never copy it into what is pushed
-        raise TuneproofError(f"{paths.adapter}: holds symbolic link(s) {', '.join(links[:3])}; the release folder "
-                             "is pushed as is, so replace them with the files they point to or remove them")
+    check_no_links(paths.adapter)
     with atomic_path(paths.output("release")) as tmp:
         shutil.copytree(paths.adapter, tmp)
         write_text(tmp / "README.md", card)
@@ -293,6 +298,7 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
     """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
     the release folder."""
     reports = paths.output("reports")
+    check_no_links(paths.adapter)  # before the old set goes: a refused release leaves it whole
     dataset = dataset_version(paths)  # hashes the raw and split files: once for the report and the card
     # One set: the old one goes first, and the metrics file (the verdict `dvc exp show` reads) comes
     # last, so a killed compare never leaves a new report beside an old verdict.
