@@ -55,3 +55,26 @@ def similar_pairs(texts: list[str], threshold: float, block: int = _BLOCK) -> li
         keep = (rows < sims.col) & (sims.data >= threshold - 1e-9)
         pairs.extend(zip(rows[keep].tolist(), sims.col[keep].tolist(), np.round(sims.data[keep], 6).tolist()))
     return sorted(pairs)
+
+
+def capped_groups(sizes: list[int], links: list[tuple[int, int, float]], max_size: int | None) -> list[int]:
+    """Group id (the group's lowest node) of each node: nodes joined by `links` (i, j, similarity),
+    strongest first (ties: lowest i, j), where a link that would grow a group past `max_size`
+    records (`sizes[node]` each; None: no cap) is left out. Single linkage chains: on banking77
+    one group took 1,419 of 2,976 queries through links that each looked like a near-copy; a cap
+    keeps the strong links and cuts the chain at its weakest ones (bench/grouping.py)."""
+    parent = list(range(len(sizes)))
+    size = list(sizes)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, _ in sorted(links, key=lambda link: (-link[2], link[0], link[1])):
+        a, b = sorted((root(i), root(j)))
+        if a != b and (max_size is None or size[a] + size[b] <= max_size):
+            parent[b] = a
+            size[a] += size[b]
+    return [root(i) for i in range(len(sizes))]
