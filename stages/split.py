@@ -47,7 +47,7 @@ from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import find_near_duplicates
 from tuneproof.similar import capped_groups, similar_pairs
-from tuneproof.text import normalise
+from tuneproof.text import excerpt, normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of
 
@@ -210,8 +210,7 @@ def split_records(records: list[dict], params: SplitParams, label_field: str | N
 
 
 def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+    return excerpt(text, EXCERPT_CHARS)
 
 
 def telling_answer(record: dict, match: dict, ngram: int) -> bool:

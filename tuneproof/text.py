@@ -40,3 +40,9 @@ def normalise(text: str) -> str:
     text = text.translate(CONFUSABLES).casefold()
     text = _PUNCT.sub(" ", text)
     return _SPACE.sub(" ", text).strip()
+
+
+def excerpt(text: str, chars: int) -> str:
+    """`text` on one line, cut to `chars` characters (an ellipsis marks the cut): for messages."""
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
