@@ -169,7 +169,7 @@ def conflict_summary(records: list[dict], clusters: list[dict], metrics: dict) -
         return f"{record_id} {excerpt(prompt_text(record), EXCERPT_CHARS)!r} -> {excerpt(record['completion'], EXCERPT_CHARS)!r}"
 
     lines = [f"dedup: kept {metrics['near_conflict_records']} records in {metrics['near_conflicts']} near-copy "
-             "conflicts (alike prompts, different answers; listed as near_conflict in clusters.json), e.g.:"]
+             f"conflict{'s' if metrics['near_conflicts'] != 1 else ''} (alike prompts, different answers; listed as near_conflict in clusters.json), e.g.:"]
     for cluster in [c for c in clusters if c["reason"] == "near_conflict"][:CONFLICT_EXAMPLES]:
         lines.append("  " + "  vs  ".join(show(i) for i in [cluster["kept"], *cluster["conflicting"]][:2]))
     return lines

@@ -208,7 +208,7 @@ def test_console_says_how_many_near_copies_merged_and_conflicts_kept(project_dir
     main()
     out = capsys.readouterr().out
     assert "near-copies merged 1" in out
-    assert "kept 2 records in 1 near-copy conflicts" in out
+    assert "kept 2 records in 1 near-copy conflict (alike prompts, different answers" in out
     assert "'What is the capital city of the country Guinea-Bissau?' -> 'Bissau'  vs  L000002" in out
     clusters = json.loads((project_dir / "data" / "dedup" / CLUSTERS_FILE).read_text())
     assert [c["reason"] for c in clusters] == ["near_conflict", "near"]
