@@ -16,7 +16,8 @@ single-linkage component), and single linkage capped at `split.group_max_size` r
 Then, for each dataset in /work/shared/datasets/{banking77,sms_spam,efficientqa} (skipped when
 absent), the old and the new default after dedup, at params.yaml's split ratios: the largest
 group, records in groups of 2+, train/val/test, the TF-IDF >= 0.55 pairs that straddle two
-splits, and the audit's verdict.
+splits, and the audit's verdict (with its report-only count of val/test prompts that have a
+TF-IDF >= 0.55 near-copy in train).
 """
 
 from __future__ import annotations
@@ -167,10 +168,12 @@ def real_data(name: str, params: SplitParams) -> str:
                    for i, j, _ in similar_pairs([leak_text(r) for r in records], 0.55))
     sizes = [result.groups.count(g) for g in set(result.groups)]
     completion = params.audit_completion_threshold if LABEL_FIELD[name] is None else None
-    audit = audit_split(result.splits, params.audit_ngram, params.audit_threshold, completion, params.audit_top)
+    audit = audit_split(result.splits, params.audit_ngram, params.audit_threshold, completion, params.audit_top,
+                        near_threshold=0.55)
     counts = " / ".join(str(len(result.splits[s])) for s in ("train", "val", "test"))
     return (f"{max(sizes):>8d} {sum(n for n in sizes if n > 1):>9d} {counts:>18s} {straddle:>9d}   "
-            f"{'pass' if audit['pass'] else 'FAIL'} (prompt {audit['prompt']['leaks']}, completion {audit['completion']['leaks']})")
+            f"{'pass' if audit['pass'] else 'FAIL'} (prompt {audit['prompt']['leaks']}, completion "
+            f"{audit['completion']['leaks']}; TF-IDF near-copies listed {audit['prompt_near']['near_copies']})")
 
 
 HOWS = [("shingles", 0.4, None), ("tfidf", 0.55, None), ("tfidf", 0.55, "complete"), ("tfidf", 0.55, "average"),

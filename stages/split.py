@@ -30,6 +30,9 @@ Input: `<paths.dedup>/records.jsonl` (canonical records). Outputs: `<paths.split
    written. At the default 0.8 the audit flags copies with case/punctuation edits at any length
    and a one-word edit from about 14 words up; shorter near-paraphrases ("My card payment is
    still pending." / "My card payment still pending": 0.71) pass and are listed in audit.json.
+   With `split.group_measure: tfidf` it also lists, report only (`prompt_near`), val/test
+   prompts whose TF-IDF cosine with a train prompt reaches `split.group_threshold`: short
+   near-copies the Jaccard misses, left apart only where `split.group_max_size` cut a link.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import random
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Hashable, Literal
 
@@ -46,7 +50,7 @@ from tuneproof.config import Paths, Task
 from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, read_jsonl, remove_outputs, sha256_file, write_json, write_jsonl
 from tuneproof.neardup import find_near_duplicates
-from tuneproof.similar import capped_groups, similar_pairs
+from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 from tuneproof.text import excerpt, normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of
@@ -224,11 +228,12 @@ def telling_answer(record: dict, match: dict, ngram: int) -> bool:
 
 
 def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, texts,
-                ngram: int, threshold: float | None, top: int, telling=None) -> tuple[dict, list[dict]]:
+                scorer, threshold: float | None, top: int, telling=None) -> tuple[dict, list[dict]]:
     """Audit one side (prompt or completion): summary and one row per val/test record;
-    `threshold` None reports without checking; `telling(record, match)` excuses matches that
-    are no evidence of a leak (counted as `excused`)."""
-    scores, best = max_jaccard([texts(r) for _, r in queries], [texts(r) for r in train], ngram)
+    `scorer(query texts, train texts)` gives each query's best score and train index (as
+    `max_jaccard`); `threshold` None reports without checking; `telling(record, match)` excuses
+    matches that are no evidence of a leak (counted as `excused`)."""
+    scores, best = scorer([texts(r) for _, r in queries], [texts(r) for r in train])
     rows = []
     for (split, record), score, j in zip(queries, scores.tolist(), best.tolist()):
         match = train[j]
@@ -245,17 +250,26 @@ def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, 
 
 
 def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: float,
-                completion_threshold: float | None, top: int) -> dict:
+                completion_threshold: float | None, top: int, near_threshold: float | None = None) -> dict:
     """Contamination audit: for each val/test record the highest character `ngram` Jaccard with
     any train record, for prompts and completions separately. `report["pass"]` is False when a
     prompt or a completion reaches its threshold (completions: only if `completion_threshold`
-    is not None)."""
+    is not None). With `near_threshold`, `report["prompt_near"]` also lists the val/test prompts
+    whose TF-IDF cosine with a train prompt reaches it: short near-copies the Jaccard misses
+    (one changed word in a 6-word question), which grouping keeps together unless
+    `split.group_max_size` cut the link. Reported, not checked."""
     queries = [(s, r) for s in ("val", "test") for r in splits[s]]
-    prompt, prompt_rows = _side_audit(queries, splits["train"], "prompt", leak_text, ngram,
+    jaccard = partial(max_jaccard, n=ngram)
+    prompt, prompt_rows = _side_audit(queries, splits["train"], "prompt", leak_text, jaccard,
                                       prompt_threshold, top)
     completion, completion_rows = _side_audit(queries, splits["train"], "completion", lambda r: r["completion"],
-                                              ngram, completion_threshold, top,
+                                              jaccard, completion_threshold, top,
                                               lambda record, match: telling_answer(record, match, ngram))
+    near = {}
+    if near_threshold is not None:
+        summary, _ = _side_audit(queries, splits["train"], "prompt", leak_text, max_similarity, near_threshold, top)
+        near = {"prompt_near": {**summary, "measure": "TF-IDF cosine (split.group_measure tfidf), report only",
+                                "checked": False, "near_copies": summary.pop("leaks")}}
     records = [{"id": p["id"], "split": p["split"],
                 "prompt": {"score": p["score"], "train_id": p["train_id"]},
                 "completion": {"score": c["score"], "train_id": c["train_id"]}}
@@ -264,7 +278,7 @@ def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: flo
         "measure": f"exact Jaccard of character {ngram}-gram sets of normalised text, "
                    "each val/test record against every train record",
         "pass": prompt["leaks"] == 0 and completion["leaks"] == 0,
-        "prompt": prompt, "completion": completion, "records": records,
+        "prompt": prompt, "completion": completion, **near, "records": records,
     }
 
 
@@ -306,7 +320,8 @@ def manifest(result: Split, report: dict, files: dict[str, Path], label_field: s
                    "largest": max(group_sizes.values(), default=0)},
         "sha256": {s: sha256_file(path) for s, path in files.items()},
         "audit": {"pass": report["pass"], "prompt_max": report["prompt"]["max"],
-                  "completion_max": report["completion"]["max"]},
+                  "completion_max": report["completion"]["max"],
+                  **({"prompt_near_copies": report["prompt_near"]["near_copies"]} if "prompt_near" in report else {})},
     }
 
 
@@ -343,7 +358,8 @@ def run_split(records: list[dict], params: SplitParams, label_field: str | None)
     # Label tasks repeat completions by design: their completions are reported, not checked.
     completion_threshold = params.audit_completion_threshold if label_field is None else None
     report = audit_split(result.splits, params.audit_ngram, params.audit_threshold,
-                         completion_threshold, params.audit_top)
+                         completion_threshold, params.audit_top,
+                         params.group_threshold if params.group_measure == "tfidf" else None)
     if not report["pass"]:
         raise audit_error(report)
     return result, report
@@ -376,6 +392,10 @@ def main(params_file: str = "params.yaml") -> None:
     print(f"split: {counts['train']} train / {counts['val']} val / {counts['test']} test -> {out} "
           f"({metrics['groups']['multi_record']} leak groups of 2+ records; audit max prompt Jaccard "
           f"{report['prompt']['max']:.3f} < {params.audit_threshold})")
+    if report.get("prompt_near", {}).get("near_copies"):
+        print(f"split: {report['prompt_near']['near_copies']} val/test prompts have a TF-IDF near-copy in train "
+              f"(>= {params.group_threshold}; links split.group_max_size cut), listed under prompt_near in "
+              f"{out / 'audit.json'}")
 
 
 if __name__ == "__main__":

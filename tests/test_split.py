@@ -23,7 +23,7 @@ from stages.split import (
     split_targets,
 )
 from tuneproof.io import TuneproofError, read_json, sha256_file
-from tuneproof.similar import capped_groups
+from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 
 VOCAB = [f"{a}{b}" for a in ("ba", "ke", "mo", "ti", "ru", "sa", "lo", "pe", "du", "vi")
          for b in ("rn", "sk", "lt", "mp", "ng", "ft", "rd", "xe", "zo", "qu")]
@@ -409,6 +409,30 @@ def test_default_grouping_bounds_chains_and_keeps_the_strongest_links():
     assert max(Counter(groups).values()) <= SplitParams().group_max_size
     together = sum(groups[k] == groups[k + 1] for k in range(len(texts) - 1))
     assert together >= 0.95 * (len(texts) - 1)  # only the links at the caps are cut
+
+
+def test_audit_lists_short_near_copies_its_jaccard_misses():
+    names = made_up_names(21, seed=7)
+    train = [record(1, "Who wrote the novel Dubliners?", None)] + [  # IDF needs a template that repeats
+        record(i + 2, f"What is the capital of {name}?", None) for i, name in enumerate(names[:20])]
+    test = [record(30, "Who penned the novel Dubliners?", None), record(31, f"What is the capital of {names[20]}?", None)]
+    report = audit_split({"train": train, "val": [], "test": test}, 5, 0.8, None, 20, near_threshold=0.55)
+    assert report["pass"] and report["prompt"]["max"] < 0.8  # one changed word: the Jaccard misses it
+    near = report["prompt_near"]
+    assert near["near_copies"] == 1 and not near["checked"]
+    assert (near["worst"][0]["id"], near["worst"][0]["train_id"]) == ("L000030", "L000001")
+    assert near["worst"][1]["score"] < 0.55  # same template, another country: no near-copy
+
+
+def test_max_similarity_matches_the_pair_measure():
+    texts = ["Who wrote the novel Dubliners?", "Who penned the novel Dubliners?", "When was Osquin born?",
+             "In what year was Osquin born?", "What is the capital of Osquin?"]
+    scores, best = max_similarity(texts[:2], texts[2:])
+    pairs = {(i, j): sim for i, j, sim in similar_pairs(texts, 1e-9)}
+    for q in range(2):
+        expected = max(range(2, 5), key=lambda c: (pairs.get((q, c), 0.0), -c))
+        assert best[q] + 2 == expected and scores[q] == pytest.approx(pairs.get((q, expected), 0.0), abs=1e-6)
+    assert max_similarity(texts, [])[1].tolist() == [-1] * 5
 
 
 def test_capped_groups_join_strongest_links_first_and_never_split_identical_texts():

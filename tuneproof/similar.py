@@ -77,3 +77,20 @@ def capped_groups(sizes: list[int], links: list[tuple[int, int, float]], max_siz
             parent[b] = a
             size[a] += size[b]
     return [root(i) for i in range(len(sizes))]
+
+
+def max_similarity(queries: list[str], corpus: list[str], block: int = _BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the highest similarity (`similar_pairs`' measure, IDF over queries and
+    corpus together) with any corpus text and that text's index (the first on ties); with an
+    empty corpus or no words every score is 0.0 and every index -1 (as contamination.max_jaccard)."""
+    scores = np.zeros(len(queries), dtype=np.float64)
+    best = np.full(len(queries), -1, dtype=np.int64)
+    vectors = tfidf_vectors(queries + corpus) if queries and corpus else []
+    if not vectors:
+        return scores, best
+    pairs = [(v[:len(queries)], v[len(queries):].T.tocsr()) for v in vectors]
+    for start in range(0, len(queries), block):
+        sims = sum((q[start:start + block] @ c).toarray() for q, c in pairs) / len(pairs)
+        best[start:start + len(sims)] = sims.argmax(axis=1)
+        scores[start:start + len(sims)] = sims[np.arange(len(sims)), best[start:start + len(sims)]]
+    return scores, best
