@@ -12,7 +12,11 @@ Steps, all on `tuneproof.text.normalise`d prompt text (NFKC, no format character
      its lowest line (`keep_first`). Every conflict is reported.
   4. near duplicates among what is left: MinHash LSH candidates on word shingles of the prompt,
      confirmed by exact Jaccard >= `dedup.threshold`, merged transitively
-     (`tuneproof.neardup.find_near_duplicates`). The lowest line of each group is kept.
+     (`tuneproof.neardup.find_near_duplicates`). Within a group only records with the same
+     completion are copies: each distinct completion keeps its lowest line. A group with several
+     completions is a near conflict ("capital of Guinea-Bissau?" -> Bissau, "capital of Guinea?"
+     -> Conakry): all its answers are kept and listed, never dropped as copies (split then
+     usually puts them in one leak group).
 
 Outputs: `<paths.dedup>/records.jsonl` (canonical records, raw line order),
 `<paths.dedup>/clusters.json` (every merged group: reason, kept id, dropped ids, similarity) and
@@ -32,7 +36,7 @@ from tuneproof.io import TuneproofError, atomic_files, read_json, remove_outputs
 from tuneproof.neardup import find_near_duplicates, jaccard, shingles
 from tuneproof.params import load_section, require
 from tuneproof.records import load_records, prompt_text, warn_label_variants
-from tuneproof.text import normalise
+from tuneproof.text import excerpt, normalise
 
 RECORDS_FILE = "records.jsonl"
 CLUSTERS_FILE = "clusters.json"
@@ -62,9 +66,11 @@ def _completion_key(completion: str) -> str:
 def dedup_records(records: list[dict], params: DedupParams) -> DedupResult:
     """Drop exact duplicates, conflicts and near duplicates (module docstring); deterministic.
 
-    Each cluster is `{"reason": "exact"|"conflict"|"near", "kept": id or None, "dropped": [ids],
-    "similarity": {dropped id: Jaccard of its prompt shingles with the kept prompt}}`
-    (+ `"completions"`: distinct completions in a conflict or near group). Lists follow line order.
+    Each cluster is `{"reason": "exact"|"conflict"|"near"|"near_conflict", "kept": id or None,
+    "dropped": [ids], "similarity": {dropped id: Jaccard of its prompt shingles with the kept prompt}}`
+    (+ `"completions"`: distinct completions in a conflict or near group). A near_conflict drops
+    nothing: `"conflicting"` lists the ids kept beside `kept`, one per other completion, and
+    `"similarity"` their Jaccard with `kept`. Lists follow line order.
     """
     if params.conflicts not in ("drop_all", "keep_first"):
         raise TuneproofError(f"dedup.conflicts is {params.conflicts!r}; use drop_all or keep_first")
@@ -100,13 +106,27 @@ def dedup_records(records: list[dict], params: DedupParams) -> DedupResult:
     near = find_near_duplicates([normalised[i] for i in survivors], params.threshold,
                                 params.shingle_size, params.num_perm, params.seed)
     dropped_near: set[int] = set()
+    near_conflicts = 0
     for group in near.clusters:
         members = [survivors[i] for i in group]  # sorted: survivors are in line order
-        kept_grams = set(shingles(normalised[members[0]], params.shingle_size))
-        sims = [jaccard(kept_grams, set(shingles(normalised[i], params.shingle_size))) for i in members[1:]]
-        completions = len({_completion_key(records[i]["completion"]) for i in members})
-        clusters.append({**_cluster("near", records, members[0], members[1:], sims), "completions": completions})
-        dropped_near.update(members[1:])
+        by_answer: dict[str, list[int]] = {}
+        for i in members:
+            by_answer.setdefault(_completion_key(records[i]["completion"]), []).append(i)
+        # Only copies with the same answer merge: "capital of Guinea-Bissau?" -> Bissau is no copy
+        # of "capital of Guinea?" -> Conakry. Each answer keeps its lowest line.
+        for same in by_answer.values():
+            if len(same) > 1:
+                clusters.append({**_cluster("near", records, same[0], same[1:], _similarities(normalised, same, params)),
+                                 "completions": 1})
+                dropped_near.update(same[1:])
+        if len(by_answer) > 1:
+            near_conflicts += 1
+            kept = [same[0] for same in by_answer.values()]
+            clusters.append({**_cluster("near_conflict", records, kept[0], [], []),
+                             "conflicting": [records[i]["id"] for i in kept[1:]],
+                             "similarity": dict(zip((records[i]["id"] for i in kept[1:]),
+                                                    _similarities(normalised, kept, params))),
+                             "completions": len(kept)})
 
     clusters.sort(key=lambda c: (c["kept"] or c["dropped"][0], c["reason"]))
     kept_records = [records[i] for i in survivors if i not in dropped_near]
@@ -114,16 +134,45 @@ def dedup_records(records: list[dict], params: DedupParams) -> DedupResult:
         "records_in": len(records), "records_out": len(kept_records),
         "exact_dropped": exact_dropped, "conflict_groups": conflict_groups, "conflict_dropped": conflict_dropped,
         "near_dropped": len(dropped_near), "near_clusters": len(near.clusters),
-        "near_clusters_with_different_completions": sum(1 for c in clusters if c["reason"] == "near" and c["completions"] > 1),
+        # near-copy prompts with different answers: all kept (one per answer) and listed as conflicts
+        "near_conflicts": near_conflicts,
+        "near_conflict_records": sum(1 + len(c["conflicting"]) for c in clusters if c["reason"] == "near_conflict"),
         "near_pairs_checked": near.candidates,  # LSH candidate pairs whose exact Jaccard was computed
     }
     return DedupResult(kept_records, clusters, metrics)
+
+
+def _similarities(normalised: list[str], members: list[int], params: DedupParams) -> list[float]:
+    """Shingle Jaccard of each of members[1:] with members[0]'s prompt."""
+    first = set(shingles(normalised[members[0]], params.shingle_size))
+    return [jaccard(first, set(shingles(normalised[i], params.shingle_size))) for i in members[1:]]
 
 
 def _cluster(reason: str, records: list[dict], kept: int | None, dropped: list[int], sims: list[float]) -> dict:
     return {"reason": reason, "kept": None if kept is None else records[kept]["id"],
             "dropped": [records[i]["id"] for i in dropped],
             "similarity": {records[i]["id"]: round(s, 4) for i, s in zip(dropped, sims)}}
+
+
+CONFLICT_EXAMPLES = 3  # near conflicts shown on the console (all are in clusters.json)
+EXCERPT_CHARS = 60     # characters of each prompt and answer shown
+
+
+def conflict_summary(records: list[dict], clusters: list[dict], metrics: dict) -> list[str]:
+    """Console lines on near-copy prompts with different answers: how many were kept, a few examples."""
+    if not metrics["near_conflicts"]:
+        return []
+    by_id = {r["id"]: r for r in records}
+
+    def show(record_id: str) -> str:
+        record = by_id[record_id]
+        return f"{record_id} {excerpt(prompt_text(record), EXCERPT_CHARS)!r} -> {excerpt(record['completion'], EXCERPT_CHARS)!r}"
+
+    lines = [f"dedup: kept {metrics['near_conflict_records']} records in {metrics['near_conflicts']} near-copy "
+             f"conflict{'s' if metrics['near_conflicts'] != 1 else ''} (alike prompts, different answers; listed as near_conflict in clusters.json), e.g.:"]
+    for cluster in [c for c in clusters if c["reason"] == "near_conflict"][:CONFLICT_EXAMPLES]:
+        lines.append("  " + "  vs  ".join(show(i) for i in [cluster["kept"], *cluster["conflicting"]][:2]))
+    return lines
 
 
 def line_of(record_id: str) -> int:
@@ -220,11 +269,13 @@ def main(params_file: str = "params.yaml") -> None:
         write_json(out / CLUSTERS_FILE, result.clusters)
     write_json(metrics_file, metrics)
     summary = (f"dedup: {metrics['records_in']} -> {metrics['records_out']} records "
-               f"(exact {metrics['exact_dropped']}, near {metrics['near_dropped']}, "
+               f"(exact {metrics['exact_dropped']}, near-copies merged {metrics['near_dropped']}, "
                f"conflicts {metrics['conflict_groups']} groups / {metrics['conflict_dropped']} dropped)")
     if "truth" in metrics:
         summary += f"; planted duplicates: recall {metrics['truth']['recall']}, precision {metrics['truth']['precision']}"
     print(summary)
+    for line in conflict_summary(records, result.clusters, metrics):
+        print(line)
 
 
 if __name__ == "__main__":

@@ -5,10 +5,12 @@
 Input: `<paths.dedup>/records.jsonl` (canonical records). Outputs: `<paths.split>/{train,val,test}.jsonl`,
 `<paths.split>/audit.json` and the manifest `<paths.metrics>/split.json`.
 
-1. Leak groups. Records whose prompts are near-duplicates (`tuneproof.neardup`: word-shingle
-   Jaccard >= `split.group_threshold`, looser than dedup's, so records dedup kept but that are
-   still close enough to leak stay together) or identical after normalisation form one group,
-   transitively. A group never straddles two splits.
+1. Leak groups. Records whose prompts are identical after normalisation share a group; near-copies
+   (`split.group_measure`: TF-IDF cosine, `tuneproof.similar`, or word-shingle Jaccard,
+   `tuneproof.neardup`, >= `split.group_threshold`, looser than dedup's, so records dedup kept
+   but that are still close enough to leak stay together) join, strongest links first, while the
+   group stays within `split.group_max_size` records (plain transitive merging chained half of
+   banking77 into one group). A group never straddles two splits.
 2. Stratified assignment. Each group belongs to the stratum of its majority label
    (`task.label_field`; records without a label form their own stratum). Each stratum gets
    target counts by largest remainder; groups, in an order shuffled with `split.seed`, each go to
@@ -28,6 +30,9 @@ Input: `<paths.dedup>/records.jsonl` (canonical records). Outputs: `<paths.split
    written. At the default 0.8 the audit flags copies with case/punctuation edits at any length
    and a one-word edit from about 14 words up; shorter near-paraphrases ("My card payment is
    still pending." / "My card payment still pending": 0.71) pass and are listed in audit.json.
+   With `split.group_measure: tfidf` it also lists, report only (`prompt_near`), val/test
+   prompts whose TF-IDF cosine with a train prompt reaches `split.group_threshold`: short
+   near-copies the Jaccard misses, left apart only where `split.group_max_size` cut a link.
 """
 
 from __future__ import annotations
@@ -36,20 +41,17 @@ import random
 import sys
 from collections import Counter
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Hashable, Literal
-
-import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
 from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError, atomic_files, remove_outputs, sha256_file, write_json, write_jsonl
-from tuneproof.neardup import near_duplicate_clusters
-from tuneproof.similar import similar_pairs
-from tuneproof.text import normalise
+from tuneproof.neardup import find_near_duplicates
+from tuneproof.similar import capped_groups, max_similarity, similar_pairs
+from tuneproof.text import excerpt, normalise
 from tuneproof.params import load_section
 from tuneproof.records import label_of, read_canonical
 
@@ -66,8 +68,9 @@ class SplitParams:
     seed: int = 0                  # seeds the shuffle that decides which groups land in val/test
     val_ratio: float = 0.1         # share of records in val (early stopping); train gets the rest
     test_ratio: float = 0.1        # share of records in test (the held-out bar)
-    group_measure: Literal["shingles", "tfidf"] = "shingles"  # near-copy measure of leak grouping: shingles (word-shingle Jaccard) or tfidf (mean word/char TF-IDF cosine)
-    group_threshold: float = 0.4   # similarity at which prompts share a leak group (shingles ~0.4, below dedup's threshold; tfidf ~0.55)
+    group_measure: Literal["shingles", "tfidf"] = "tfidf"  # near-copy measure of leak grouping: tfidf (mean word/char TF-IDF cosine) or shingles (word-shingle Jaccard)
+    group_threshold: float = 0.55  # similarity at which prompts share a leak group (tfidf ~0.55; shingles ~0.4, below dedup's threshold)
+    group_max_size: int | None = 50  # records a leak group may grow to, strongest links first (bounds chaining); null: no cap
     shingle_size: int = 3          # words per shingle for grouping (a shorter text is one shingle)
     num_perm: int = 128            # MinHash permutations for grouping (more: fewer missed pairs, slower)
     audit_ngram: int = 5           # character n-gram size of the audit's exact Jaccard (works for SMS-length texts)
@@ -89,6 +92,9 @@ def validate(params: SplitParams, params_file: str = "params.yaml") -> None:
         value = getattr(params, key)
         if value is not None and not 0.0 < value <= 1.0:
             raise TuneproofError(f"{params_file}: split.{key} is {value}; use a Jaccard similarity in (0, 1]")
+    if params.group_max_size is not None and params.group_max_size < 2:
+        raise TuneproofError(f"{params_file}: split.group_max_size is {params.group_max_size}; use 2 or more "
+                             "records, or null for no cap")
     for key in ("shingle_size", "num_perm", "audit_ngram", "audit_top"):
         if getattr(params, key) < 1:
             raise TuneproofError(f"{params_file}: split.{key} is {getattr(params, key)}; use a positive integer")
@@ -101,29 +107,25 @@ def leak_text(record: dict) -> str:
 
 
 def leak_groups(texts: list[str], threshold: float, shingle_size: int, num_perm: int,
-                measure: str = "shingles") -> list[int]:
-    """Group id of each text: near-copies (`measure`: tfidf cosine or word-shingle Jaccard >=
-    `threshold`) merged with identical normalised texts, transitively. Ids are 0.. in order of
-    each group's first text (deterministic)."""
-    edges: list[tuple[int, int]] = []
+                measure: str, max_size: int | None = None) -> list[int]:
+    """Group id of each text: identical normalised texts always share a group; near-copies
+    (`measure`: tfidf cosine or word-shingle Jaccard >= `threshold`) join, strongest links
+    first, while the group stays within `max_size` records (`similar.capped_groups`; None: no
+    cap, plain single linkage). Ids are 0.. in order of each group's first text (deterministic)."""
+    node_of: dict[str, int] = {}
+    nodes = [node_of.setdefault(normalise(t) or t.strip().casefold(), len(node_of)) for t in texts]  # all-punctuation text: raw
+    first_text: dict[int, str] = {}
+    for node, text in zip(nodes, texts):
+        first_text.setdefault(node, text)
+    unique = list(first_text.values())  # nodes are numbered in first-seen order
     if measure == "tfidf":
-        edges.extend((i, j) for i, j, _ in similar_pairs(texts, threshold))
+        links = similar_pairs(unique, threshold)
     else:
-        for cluster in near_duplicate_clusters(texts, threshold, shingle_size, num_perm):
-            edges.extend(zip(cluster, cluster[1:]))
-    first_seen: dict[str, int] = {}
-    for i, text in enumerate(texts):
-        key = normalise(text) or text.strip().casefold()  # all-punctuation text: compare it raw
-        if key in first_seen:
-            edges.append((first_seen[key], i))
-        else:
-            first_seen[key] = i
-    n = len(texts)
-    rows, cols = (np.array(edges, dtype=np.int64).T if edges else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
-    graph = coo_matrix((np.ones(len(rows), dtype=np.int8), (rows, cols)), shape=(n, n))
-    _, labels = connected_components(graph, directed=False)
+        near = find_near_duplicates(unique, threshold, shingle_size, num_perm)
+        links = [(i, j, sim) for (i, j), sim in near.similarity.items()]
+    roots = capped_groups(list(Counter(nodes)[n] for n in range(len(unique))), links, max_size)
     renumber: dict[int, int] = {}
-    return [renumber.setdefault(label, len(renumber)) for label in labels.tolist()]
+    return [renumber.setdefault(roots[node], len(renumber)) for node in nodes]
 
 
 def split_targets(n: int, val_ratio: float, test_ratio: float) -> dict[str, int]:
@@ -197,7 +199,8 @@ def split_records(records: list[dict], params: SplitParams, label_field: str | N
     """Group, stratify and assign `records` to train/val/test (no audit)."""
     validate(params)
     texts = [leak_text(r) for r in records]
-    groups = leak_groups(texts, params.group_threshold, params.shingle_size, params.num_perm, params.group_measure)
+    groups = leak_groups(texts, params.group_threshold, params.shingle_size, params.num_perm, params.group_measure,
+                         params.group_max_size)
     labels = [label_of(r, label_field) for r in records]
     names = assign_splits(labels, groups, params.val_ratio, params.test_ratio, params.seed)
     splits = {s: [r for r, name in zip(records, names) if name == s] for s in SPLITS}
@@ -211,8 +214,7 @@ def split_records(records: list[dict], params: SplitParams, label_field: str | N
 
 
 def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+    return excerpt(text, EXCERPT_CHARS)
 
 
 def telling_answer(record: dict, match: dict, ngram: int) -> bool:
@@ -226,11 +228,12 @@ def telling_answer(record: dict, match: dict, ngram: int) -> bool:
 
 
 def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, texts,
-                ngram: int, threshold: float | None, top: int, telling=None) -> tuple[dict, list[dict]]:
+                scorer, threshold: float | None, top: int, telling=None) -> tuple[dict, list[dict]]:
     """Audit one side (prompt or completion): summary and one row per val/test record;
-    `threshold` None reports without checking; `telling(record, match)` excuses matches that
-    are no evidence of a leak (counted as `excused`)."""
-    scores, best = max_jaccard([texts(r) for _, r in queries], [texts(r) for r in train], ngram)
+    `scorer(query texts, train texts)` gives each query's best score and train index (as
+    `max_jaccard`); `threshold` None reports without checking; `telling(record, match)` excuses
+    matches that are no evidence of a leak (counted as `excused`)."""
+    scores, best = scorer([texts(r) for _, r in queries], [texts(r) for r in train])
     rows = []
     for (split, record), score, j in zip(queries, scores.tolist(), best.tolist()):
         match = train[j]
@@ -247,17 +250,26 @@ def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, 
 
 
 def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: float,
-                completion_threshold: float | None, top: int) -> dict:
+                completion_threshold: float | None, top: int, near_threshold: float | None = None) -> dict:
     """Contamination audit: for each val/test record the highest character `ngram` Jaccard with
     any train record, for prompts and completions separately. `report["pass"]` is False when a
     prompt or a completion reaches its threshold (completions: only if `completion_threshold`
-    is not None)."""
+    is not None). With `near_threshold`, `report["prompt_near"]` also lists the val/test prompts
+    whose TF-IDF cosine with a train prompt reaches it: short near-copies the Jaccard misses
+    (one changed word in a 6-word question), which grouping keeps together unless
+    `split.group_max_size` cut the link. Reported, not checked."""
     queries = [(s, r) for s in ("val", "test") for r in splits[s]]
-    prompt, prompt_rows = _side_audit(queries, splits["train"], "prompt", leak_text, ngram,
+    jaccard = partial(max_jaccard, n=ngram)
+    prompt, prompt_rows = _side_audit(queries, splits["train"], "prompt", leak_text, jaccard,
                                       prompt_threshold, top)
     completion, completion_rows = _side_audit(queries, splits["train"], "completion", lambda r: r["completion"],
-                                              ngram, completion_threshold, top,
+                                              jaccard, completion_threshold, top,
                                               lambda record, match: telling_answer(record, match, ngram))
+    near = {}
+    if near_threshold is not None:
+        summary, _ = _side_audit(queries, splits["train"], "prompt", leak_text, max_similarity, near_threshold, top)
+        near = {"prompt_near": {**summary, "measure": "TF-IDF cosine (split.group_measure tfidf), report only",
+                                "checked": False, "near_copies": summary.pop("leaks")}}
     records = [{"id": p["id"], "split": p["split"],
                 "prompt": {"score": p["score"], "train_id": p["train_id"]},
                 "completion": {"score": c["score"], "train_id": c["train_id"]}}
@@ -266,7 +278,7 @@ def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: flo
         "measure": f"exact Jaccard of character {ngram}-gram sets of normalised text, "
                    "each val/test record against every train record",
         "pass": prompt["leaks"] == 0 and completion["leaks"] == 0,
-        "prompt": prompt, "completion": completion, "records": records,
+        "prompt": prompt, "completion": completion, **near, "records": records,
     }
 
 
@@ -308,7 +320,8 @@ def manifest(result: Split, report: dict, files: dict[str, Path], label_field: s
                    "largest": max(group_sizes.values(), default=0)},
         "sha256": {s: sha256_file(path) for s, path in files.items()},
         "audit": {"pass": report["pass"], "prompt_max": report["prompt"]["max"],
-                  "completion_max": report["completion"]["max"]},
+                  "completion_max": report["completion"]["max"],
+                  **({"prompt_near_copies": report["prompt_near"]["near_copies"]} if "prompt_near" in report else {})},
     }
 
 
@@ -345,7 +358,8 @@ def run_split(records: list[dict], params: SplitParams, label_field: str | None)
     # Label tasks repeat completions by design: their completions are reported, not checked.
     completion_threshold = params.audit_completion_threshold if label_field is None else None
     report = audit_split(result.splits, params.audit_ngram, params.audit_threshold,
-                         completion_threshold, params.audit_top)
+                         completion_threshold, params.audit_top,
+                         params.group_threshold if params.group_measure == "tfidf" else None)
     if not report["pass"]:
         raise audit_error(report)
     return result, report
@@ -381,6 +395,10 @@ def main(params_file: str = "params.yaml") -> None:
     print(f"split: {counts['train']} train / {counts['val']} val / {counts['test']} test -> {out} "
           f"({metrics['groups']['multi_record']} leak groups of 2+ records; audit max prompt Jaccard "
           f"{report['prompt']['max']:.3f} < {params.audit_threshold})")
+    if report.get("prompt_near", {}).get("near_copies"):
+        print(f"split: {report['prompt_near']['near_copies']} val/test prompts have a TF-IDF near-copy in train "
+              f"(>= {params.group_threshold}; links split.group_max_size cut), listed under prompt_near in "
+              f"{out / 'audit.json'}")
 
 
 if __name__ == "__main__":

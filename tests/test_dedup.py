@@ -55,13 +55,22 @@ def test_exact_conflict_and_near_duplicates():
     assert conflict[0]["kept"] == "L000004" and conflict[0]["dropped"] == ["L000005"]
 
 
-def test_near_cluster_keeps_lowest_line_and_flags_different_completions():
+def test_near_copies_with_different_answers_are_kept_and_listed_as_conflicts():
+    """Issue 13: dedup dropped "... of Guinea-Bissau?" (Bissau) as a copy of "... of Guinea?" (Conakry)."""
     records = [rec(1, "totally unrelated short text about refunds for shoes"),
-               rec(2, LONG.replace("monday", "friday"), "x"), rec(3, LONG, "y")]
+               rec(2, LONG.replace("monday", "friday"), "x"), rec(3, LONG, "y"),
+               rec(4, LONG.replace("monday", "sunday"), "x"),  # a copy of line 2, same answer
+               rec(5, "What is the capital city of the country Guinea-Bissau?", "Bissau"),
+               rec(6, "What is the capital city of the country Guinea?", "Conakry")]
     result = dedup_records(records, DedupParams())
-    (near,) = result.clusters
-    assert near["kept"] == "L000002" and near["dropped"] == ["L000003"] and near["completions"] == 2
-    assert result.metrics["near_clusters_with_different_completions"] == 1
+    assert [r["id"] for r in result.records] == ["L000001", "L000002", "L000003", "L000005", "L000006"]
+    near = [c for c in result.clusters if c["reason"] == "near"]
+    assert [(c["kept"], c["dropped"]) for c in near] == [("L000002", ["L000004"])]
+    conflicts = [c for c in result.clusters if c["reason"] == "near_conflict"]
+    assert [(c["kept"], c["conflicting"], c["dropped"], c["completions"]) for c in conflicts] == [
+        ("L000002", ["L000003"], [], 2), ("L000005", ["L000006"], [], 2)]
+    assert result.metrics["near_conflicts"] == 2 and result.metrics["near_conflict_records"] == 4
+    assert result.metrics["near_dropped"] == 1
 
 
 def test_bad_params_are_rejected():
@@ -188,6 +197,21 @@ def test_dedup_threshold_one_runs(project_dir):
     set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None, "threshold": 1.0})
     main()
     assert json.loads((project_dir / "metrics" / "dedup.json").read_text())["records_out"] == 2
+
+
+def test_console_says_how_many_near_copies_merged_and_conflicts_kept(project_dir, capsys):
+    set_params(project_dir, paths={"raw": "qa.jsonl"}, dedup={"truth": None})
+    write_jsonl(project_dir / "qa.jsonl", [
+        {"prompt": "What is the capital city of the country Guinea-Bissau?", "completion": "Bissau"},
+        {"prompt": "What is the capital city of the country Guinea?", "completion": "Conakry"},
+        {"prompt": LONG, "completion": "a"}, {"prompt": LONG.replace("monday", "friday"), "completion": "a"}])
+    main()
+    out = capsys.readouterr().out
+    assert "near-copies merged 1" in out
+    assert "kept 2 records in 1 near-copy conflict (alike prompts, different answers" in out
+    assert "'What is the capital city of the country Guinea-Bissau?' -> 'Bissau'  vs  L000002" in out
+    clusters = json.loads((project_dir / "data" / "dedup" / CLUSTERS_FILE).read_text())
+    assert [c["reason"] for c in clusters] == ["near_conflict", "near"]
 
 
 def test_labels_differing_only_in_case_are_warned_about(project_dir, capsys):

@@ -131,7 +131,7 @@ def dvc_project(tmp_path_factory):
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")
     pipeline = yaml.safe_load((ROOT / "dvc.yaml").read_text())
     (root / "dvc.yaml").write_text(yaml.safe_dump({"stages": {s: pipeline["stages"][s] for s in cp.STAGES}}))
-    for package in ("stages", "tuneproof"):  # the deps dvc.yaml lists
+    for package in ("stages", "tuneproof", "eval"):  # the deps dvc.yaml lists
         shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__"))
     git_init(root)
     cwd = os.getcwd()

@@ -23,6 +23,7 @@ from stages.split import (
     split_targets,
 )
 from tuneproof.io import TuneproofError, read_json, sha256_file
+from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 
 VOCAB = [f"{a}{b}" for a in ("ba", "ke", "mo", "ti", "ru", "sa", "lo", "pe", "du", "vi")
          for b in ("rn", "sk", "lt", "mp", "ng", "ft", "rd", "xe", "zo", "qu")]
@@ -78,7 +79,7 @@ def test_leak_groups_merge_near_duplicates_and_identical_normalised_prompts():
     rng = random.Random(1)
     base, other = random_text(rng, 16), random_text(rng, 16)
     texts = [base, other, edited_copy(base), "Hello, World!", "hello   world", "Hello there world friend"]
-    groups = leak_groups(texts, threshold=0.4, shingle_size=3, num_perm=128)
+    groups = leak_groups(texts, threshold=0.4, shingle_size=3, num_perm=128, measure="shingles")
     assert groups[0] == groups[2]                       # one word changed, re-cased, punctuation
     assert groups[3] == groups[4]                       # identical once normalised
     assert len({groups[0], groups[1], groups[3], groups[5]}) == 4
@@ -182,6 +183,7 @@ def test_too_few_records_is_a_clear_error():
     ({"val_ratio": 0.5, "test_ratio": 0.5}, "split.val_ratio \\+ split.test_ratio"),
     ({"audit_threshold": 1.5}, "split.audit_threshold"),
     ({"audit_ngram": 0}, "split.audit_ngram"),
+    ({"group_max_size": 1}, "split.group_max_size"),
 ])
 def test_invalid_params_name_the_key(change, key):
     with pytest.raises(TuneproofError, match=key):
@@ -279,7 +281,8 @@ def test_main_writes_all_outputs_deterministically(project_dir):
         assert metrics["sha256"][s] == sha256_file(path)
         assert sum(metrics["labels"][s].values()) == metrics["records"][s]
     assert metrics["audit"]["pass"] is True and metrics["audit"]["prompt_max"] < 0.8
-    assert metrics["groups"]["multi_record"] == 30
+    # the 30 families, plus two random singles that share 7 of their ~12 words (TF-IDF cosine 0.58)
+    assert metrics["groups"]["multi_record"] == 31
     assert [w.split(" has")[0] for w in metrics["warnings"]] == ["val", "test"]  # 24 < 30 records each
     audit_json = read_json(project_dir / "data" / "split" / "audit.json")
     assert len(audit_json["records"]) == 48 and audit_json["prompt"]["threshold"] == 0.8
@@ -378,6 +381,66 @@ def test_tfidf_grouping_keeps_short_near_copies_together_and_template_questions_
     assert tfidf[8] == tfidf[9] and tfidf[10] == tfidf[11] and tfidf[8] != tfidf[10]
     shingles = leak_groups(texts, 0.4, 3, 128, "shingles")
     assert len(set(shingles[:8])) == 1  # the old measure's failure, kept as the contrast
+
+
+def made_up_names(n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    syllables = ["zor", "vath", "kel", "mor", "ia", "tun", "dra", "phel", "os", "quin", "bar", "lix", "ne"]
+    return list(dict.fromkeys("".join(rng.choice(syllables) for _ in range(4)).title() for _ in range(n)))
+
+
+def test_default_grouping_splits_template_questions_near_the_ratios():
+    """Issue 13: word shingles put 243 'What is the capital of X?' into one leak group (238/2/1)."""
+    records = [record(i + 1, f"What is the capital of {name}?", None)
+               for i, name in enumerate(made_up_names(243, seed=5))]
+    result = split_records(records, SplitParams(), None)
+    sizes = {s: len(result.splits[s]) for s in SPLITS}
+    n = len(records)
+    assert abs(sizes["val"] - 0.1 * n) <= 2 and abs(sizes["test"] - 0.1 * n) <= 2, sizes
+
+
+def test_default_grouping_bounds_chains_and_keeps_the_strongest_links():
+    """Single linkage chains: 8-word windows sliding over made-up words are each a near-copy of the
+    next, so plain transitive merging makes one group of all of them (banking77: 1,419 queries)."""
+    words = made_up_names(300, seed=6)
+    texts = [" ".join(words[k:k + 8]) + "?" for k in range(160)]
+    assert len(set(leak_groups(texts, 0.55, 3, 128, "tfidf", None))) == 1
+    groups = leak_groups(texts, 0.55, 3, 128, "tfidf", SplitParams().group_max_size)
+    assert max(Counter(groups).values()) <= SplitParams().group_max_size
+    together = sum(groups[k] == groups[k + 1] for k in range(len(texts) - 1))
+    assert together >= 0.95 * (len(texts) - 1)  # only the links at the caps are cut
+
+
+def test_audit_lists_short_near_copies_its_jaccard_misses():
+    names = made_up_names(21, seed=7)
+    train = [record(1, "Who wrote the novel Dubliners?", None)] + [  # IDF needs a template that repeats
+        record(i + 2, f"What is the capital of {name}?", None) for i, name in enumerate(names[:20])]
+    test = [record(30, "Who penned the novel Dubliners?", None), record(31, f"What is the capital of {names[20]}?", None)]
+    report = audit_split({"train": train, "val": [], "test": test}, 5, 0.8, None, 20, near_threshold=0.55)
+    assert report["pass"] and report["prompt"]["max"] < 0.8  # one changed word: the Jaccard misses it
+    near = report["prompt_near"]
+    assert near["near_copies"] == 1 and not near["checked"]
+    assert (near["worst"][0]["id"], near["worst"][0]["train_id"]) == ("L000030", "L000001")
+    assert near["worst"][1]["score"] < 0.55  # same template, another country: no near-copy
+
+
+def test_max_similarity_matches_the_pair_measure():
+    texts = ["Who wrote the novel Dubliners?", "Who penned the novel Dubliners?", "When was Osquin born?",
+             "In what year was Osquin born?", "What is the capital of Osquin?"]
+    scores, best = max_similarity(texts[:2], texts[2:])
+    pairs = {(i, j): sim for i, j, sim in similar_pairs(texts, 1e-9)}
+    for q in range(2):
+        expected = max(range(2, 5), key=lambda c: (pairs.get((q, c), 0.0), -c))
+        assert best[q] + 2 == expected and scores[q] == pytest.approx(pairs.get((q, expected), 0.0), abs=1e-6)
+    assert max_similarity(texts, [])[1].tolist() == [-1] * 5
+
+
+def test_capped_groups_join_strongest_links_first_and_never_split_identical_texts():
+    links = [(0, 1, 0.6), (1, 2, 0.9), (2, 3, 0.8), (3, 4, 0.7)]
+    assert capped_groups([1] * 5, links, 3) == [0, 1, 1, 1, 4]  # 1-2, 2-3, then 3-4 and 0-1 exceed 3
+    assert capped_groups([1] * 5, links, None) == [0] * 5
+    texts = ["Is it open today?"] * 4 + ["is it OPEN today"]  # five identical prompts, cap 2
+    assert len(set(leak_groups(texts, 0.55, 3, 128, "tfidf", 2))) == 1
 
 
 def test_a_label_field_no_record_has_is_an_error_naming_the_key(project_dir):

@@ -11,8 +11,7 @@ them) and over character 3-5-grams within words (an inflection or a typo keeps m
 Texts go through the one normalisation (tuneproof.text); term frequencies are sublinear and rows
 L2-normalised, so a sparse dot product is the cosine. Pairs are found block by block, so memory
 stays bounded by `block` x the number of texts. bench/grouping.py measures it against word
-shingles: planted one/two-word edits and reorderings grouped 0.957 (shingles 0.230), distinct
-template-sharing questions grouped 0.030 (shingles 0.687).
+shingles, with and without `capped_groups` (bench/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -55,3 +54,43 @@ def similar_pairs(texts: list[str], threshold: float, block: int = _BLOCK) -> li
         keep = (rows < sims.col) & (sims.data >= threshold - 1e-9)
         pairs.extend(zip(rows[keep].tolist(), sims.col[keep].tolist(), np.round(sims.data[keep], 6).tolist()))
     return sorted(pairs)
+
+
+def capped_groups(sizes: list[int], links: list[tuple[int, int, float]], max_size: int | None) -> list[int]:
+    """Group id (the group's lowest node) of each node: nodes joined by `links` (i, j, similarity),
+    strongest first (ties: lowest i, j), where a link that would grow a group past `max_size`
+    records (`sizes[node]` each; None: no cap) is left out. Single linkage chains: on banking77
+    one group took 1,419 of 2,976 queries through links that each looked like a near-copy; a cap
+    keeps the strong links and cuts the chain at its weakest ones (bench/grouping.py)."""
+    parent = list(range(len(sizes)))
+    size = list(sizes)
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j, _ in sorted(links, key=lambda link: (-link[2], link[0], link[1])):
+        a, b = sorted((root(i), root(j)))
+        if a != b and (max_size is None or size[a] + size[b] <= max_size):
+            parent[b] = a
+            size[a] += size[b]
+    return [root(i) for i in range(len(sizes))]
+
+
+def max_similarity(queries: list[str], corpus: list[str], block: int = _BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """For each query, the highest similarity (`similar_pairs`' measure, IDF over queries and
+    corpus together) with any corpus text and that text's index (the first on ties); with an
+    empty corpus or no words every score is 0.0 and every index -1 (as contamination.max_jaccard)."""
+    scores = np.zeros(len(queries), dtype=np.float64)
+    best = np.full(len(queries), -1, dtype=np.int64)
+    vectors = tfidf_vectors(queries + corpus) if queries and corpus else []
+    if not vectors:
+        return scores, best
+    pairs = [(v[:len(queries)], v[len(queries):].T.tocsr()) for v in vectors]
+    for start in range(0, len(queries), block):
+        sims = sum((q[start:start + block] @ c).toarray() for q, c in pairs) / len(pairs)
+        best[start:start + len(sims)] = sims.argmax(axis=1)
+        scores[start:start + len(sims)] = sims[np.arange(len(sims)), best[start:start + len(sims)]]
+    return scores, best

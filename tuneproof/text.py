@@ -50,3 +50,9 @@ def normalise(text: str) -> str:
 def normalise_answer(text: str) -> str:
     """`normalise`, then without the articles a/an/the (SQuAD): the form answers are compared in."""
     return _SPACE.sub(" ", _ARTICLES.sub(" ", normalise(text))).strip()
+
+
+def excerpt(text: str, chars: int) -> str:
+    """`text` on one line, cut to `chars` characters (an ellipsis marks the cut): for messages."""
+    text = " ".join(text.split())
+    return text if len(text) <= chars else text[: chars - 1] + "…"
