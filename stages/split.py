@@ -51,7 +51,7 @@ from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.similar import similar_pairs
 from tuneproof.text import normalise
 from tuneproof.params import load_section
-from tuneproof.records import label_of
+from tuneproof.records import label_of, leak_text
 
 SPLITS = ("train", "val", "test")
 NO_LABEL = "<no label>"  # per-label count key for records whose completion has no label
@@ -92,12 +92,6 @@ def validate(params: SplitParams, params_file: str = "params.yaml") -> None:
     for key in ("shingle_size", "num_perm", "audit_ngram", "audit_top"):
         if getattr(params, key) < 1:
             raise TuneproofError(f"{params_file}: split.{key} is {getattr(params, key)}; use a positive integer")
-
-
-def leak_text(record: dict) -> str:
-    """The input compared for leaks: the prompt's non-system turns. A system prompt is usually the
-    same instruction on every record; including it would make every pair of records look alike."""
-    return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
 
 
 def leak_groups(texts: list[str], threshold: float, shingle_size: int, num_perm: int,
@@ -265,6 +259,7 @@ def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: flo
     return {
         "measure": f"exact Jaccard of character {ngram}-gram sets of normalised text, "
                    "each val/test record against every train record",
+        "ngram": ngram,  # compare audits a production sample against train with the same measure
         "pass": prompt["leaks"] == 0 and completion["leaks"] == 0,
         "prompt": prompt, "completion": completion, "records": records,
     }

@@ -89,12 +89,10 @@ def parse_record(obj: object, path: Path, line_no: int) -> tuple[str, dict]:
                 + (", ".join(sorted(obj)) or "none"))
 
 
-def iter_records(path: str | Path) -> Iterator[dict]:
-    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
-    path = Path(path)
+def _json_lines(path: Path, missing: str) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON) of each non-blank line; `missing` says what to set when the file is absent."""
     if not path.is_file():
-        raise TuneproofError(f"{path}: file not found; set paths.raw in params.yaml to your JSONL file")
-    first_format: tuple[str, int] | None = None
+        raise TuneproofError(f"{path}: file not found; {missing}")
     with open(path, "rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             try:
@@ -105,18 +103,48 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise _fail(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-            fmt, record = parse_record(obj, path, line_no)
-            if first_format is None:
-                first_format = (fmt, line_no)
-            elif fmt != first_format[0]:
-                raise _fail(path, line_no, f"uses the {fmt} format but line {first_format[1]} uses "
-                            f"{first_format[0]}; one file must use one format")
-            yield record
+
+
+def iter_records(path: str | Path) -> Iterator[dict]:
+    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
+    path = Path(path)
+    first_format: tuple[str, int] | None = None
+    for line_no, obj in _json_lines(path, "set paths.raw in params.yaml to your JSONL file"):
+        fmt, record = parse_record(obj, path, line_no)
+        if first_format is None:
+            first_format = (fmt, line_no)
+        elif fmt != first_format[0]:
+            raise _fail(path, line_no, f"uses the {fmt} format but line {first_format[1]} uses "
+                        f"{first_format[0]}; one file must use one format")
+        yield record
     if first_format is None:
         raise TuneproofError(f"{path}: no records (the file is empty); add JSONL lines")
+
+
+def load_prompts(path: str | Path, missing: str) -> list[dict]:
+    """Prompt-only records of a JSONL file (e.g. a sample of production inputs): `{"prompt": str}`
+    or `{"messages": [...]}` with a user turn; a completion or a final answer may be there and is
+    ignored. Each record is `{"id": "<path>:<line>", "messages": [...]}`, so a report points at the line."""
+    path = Path(path)
+    records = []
+    for line_no, obj in _json_lines(path, missing):
+        if not isinstance(obj, dict) or ("prompt" not in obj and "messages" not in obj):
+            raise _fail(path, line_no, "expected {\"prompt\": ...} or {\"messages\": [...]}, found "
+                        + (f"keys {', '.join(sorted(obj)) or 'none'}" if isinstance(obj, dict) else type(obj).__name__))
+        if "prompt" in obj:
+            messages = [{"role": "user", "content": _text(obj["prompt"], "'prompt'", path, line_no)}]
+        else:
+            chat = obj["messages"]
+            if isinstance(chat, list) and chat and isinstance(chat[-1], dict) and chat[-1].get("role") != "assistant":
+                chat = [*chat, {"role": "assistant", "content": "-"}]  # no answer: validated as a record with one
+            messages = parse_record({"messages": chat}, path, line_no)[1]["messages"]
+        records.append({"id": f"{path}:{line_no}", "messages": messages})
+    if not records:
+        raise TuneproofError(f"{path}: no prompts (the file is empty); add JSONL lines or remove the file")
+    return records
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -127,6 +155,12 @@ def load_records(path: str | Path) -> list[dict]:
 def prompt_text(record: dict) -> str:
     """The prompt side of a record as plain text (all turns before the answer)."""
     return "\n".join(m["content"] for m in record["messages"])
+
+
+def leak_text(record: dict) -> str:
+    """The input compared for leaks and drift: the prompt's non-system turns. A system prompt is
+    usually the same instruction on every record; including it would make every pair look alike."""
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
 
 
 def label_of(record: dict, label_field: str | None) -> str | None:
