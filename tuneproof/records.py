@@ -9,6 +9,7 @@ Other keys are ignored. Blank lines are skipped.
 Canonical record (what every stage after `dedup` reads):
   `{"id": "L000012", "messages": [<system/user/assistant turns before the answer>], "completion": str}`
 where the id is the 1-based line number in the raw file, so every report points back at the source.
+`load_prompts` reads prompt-only files (compare's production sample) the same way, no answer needed.
 """
 
 from __future__ import annotations
