@@ -7,7 +7,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tuneproof.testing import build_tiny_model_dir
 
@@ -32,10 +31,8 @@ def git_init(path: Path) -> None:
 
 @pytest.fixture
 def project_dir(tmp_path, monkeypatch) -> Path:
-    """A temp copy of the project's params.yaml as cwd, inside a committed git repo, with the
-    production-sample folder the repo commits empty (paths.production: the drift check is not run)."""
+    """A temp copy of the project's params.yaml as cwd, inside a committed git repo."""
     shutil.copy(ROOT / "params.yaml", tmp_path / "params.yaml")
-    (tmp_path / yaml.safe_load((ROOT / "params.yaml").read_text())["paths"]["production"]).mkdir(parents=True)
     git_init(tmp_path)
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -85,6 +85,7 @@ def test_a_small_sample_whose_ci_straddles_the_bar_is_inconclusive_not_a_pass(po
 def test_no_sample_is_not_run_never_pass(project_dir):
     assert load_production(None) is None
     default = yaml.safe_load((project_dir / "params.yaml").read_text())["paths"]["production"]
+    (project_dir / default).mkdir(parents=True)
     (project_dir / default / "README.md").write_text("how to fill this folder")  # as committed: no *.jsonl
     assert load_production(default) is None
     check = drift_check(None, DriftParams(), 0.95)
@@ -151,6 +152,7 @@ def write_compare_inputs(project_dir, inputs: dict, production: list[dict] | Non
                         ("train", inputs["train_metrics"]), ("probe", inputs["probe"])):
         write_json(metrics / f"{stage}.json", data)
     write_json(project_dir / paths["adapter"] / "adapter_config.json", {})
+    (project_dir / paths["production"]).mkdir(parents=True)  # committed in the repo, empty: the check is not run
     if production is not None:
         write_jsonl(project_dir / paths["production"] / "sample.jsonl", prompts_only(production))
 
