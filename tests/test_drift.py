@@ -55,7 +55,9 @@ def score(test, production, **params):
 
 def test_a_sample_from_the_test_pool_is_indistinguishable_and_passes(pool):
     result = score(pool[:200], pool[200:400])
-    assert result.ci_low < 0.5 < result.ci_high
+    # one draw: its AUC is near 0.5 and its CI far below the bar (bench/drift.py: the draw-to-draw
+    # spread under no drift is sd 0.04 at 150 vs 150); the end-to-end test below checks it covers 0.5
+    assert abs(result.auc - 0.5) < 0.1 and result.ci_high < DriftParams().max_auc
     check = drift_check(result, DriftParams(), 0.95)
     assert check["status"] == "PASS", check["evidence"]
     assert score(pool[:200], pool[200:400]) == result  # seeded: the same numbers on a re-run
