@@ -34,6 +34,12 @@ Checks (each PASS / FAIL / WARN / N/A with its evidence):
   * majority_label - tasks with a class label: the fine-tune's label accuracy must beat always
                      answering the majority train label (paired bootstrap, CI lower bound > 0; not
                      min_gain, which a perfect model could not clear on a 97%-majority task).
+  * drift          - with a production sample (paths.production): can a TF-IDF + logistic-regression
+                     classifier tell the test prompts from production's? FAIL when the CI lower bound
+                     of its cross-validated AUC is above compare.drift.max_auc (tuneproof/drift.py);
+                     N/A, never PASS, without a sample.
+  * production_overlap - production prompts that nearly copy a train prompt, by the split audit's
+                     measure (WARN: a test set sampled from production must leave them out).
 Triage signals (seed step 1: is fine-tuning the right tool?):
   * prompting_suffices - the best prompted strategy already meets compare.target, or the
                          fine-tune is not clearly better than it.
@@ -49,7 +55,8 @@ Verdict, first match wins:
   attempt has not lost to prompting); prompted meets target or no clear win -> PROMPT SUFFICES
   when beats_trivial is PASS or N/A, else NOTHING BEATS TRIVIAL; a clear win that a trivial
   reference (TF-IDF + logistic regression) still beats -> NOTHING BEATS TRIVIAL; a clear win with
-  forgetting, overfitting or majority_label FAIL, or forgetting unchecked -> DON'T SHIP; else SHIP.
+  forgetting, overfitting, majority_label or drift FAIL, or forgetting unchecked -> DON'T SHIP; else SHIP.
+A drift FAIL adds "sample test from production" to the next steps of any verdict.
 NaN or infinite probe numbers, primary scores or gains are refused with the file and key.
 """
 
@@ -64,6 +71,7 @@ import numpy as np
 
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Task
+from tuneproof.drift import DriftParams, domain_score, drift_check, load_production, production_overlap
 from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file
 from tuneproof.neardup import near_duplicate_clusters
 from tuneproof.text import normalise
@@ -75,7 +83,7 @@ from tuneproof.report import strategy_metrics, write_outputs
 from tuneproof.scoring import FIELD_MATCH, NO_LABEL, ScoreParams
 from tuneproof.stats import mcnemar_exact, paired_bootstrap
 from tuneproof.verdict_advice import (DONT_SHIP, FAIL, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NA,
-                                      NO_SKILL, PASS, PROMPT_SUFFICES, SHIP, USE_RAG, WARN, next_steps)
+                                      NO_SKILL, PASS, PROMPT_SUFFICES, SHIP, USE_RAG, WARN, check, next_steps)
 
 NO_TRAIN_SAMPLE = "no train sample scored (evaluate.train_sample: 0)"
 REFERENCE_PREFIX = "reference_"  # <paths.baseline>/reference_<name>.jsonl: a trivial reference's per-example rows
@@ -121,10 +129,7 @@ class CompareParams:
     forgetting: ForgettingParams = field(default_factory=ForgettingParams)
     overfitting: OverfittingParams = field(default_factory=OverfittingParams)
     knowledge: KnowledgeParams = field(default_factory=KnowledgeParams)
-
-
-def check(name: str, status: str, evidence: str, **data) -> dict:
-    return {"name": name, "status": status, "evidence": evidence, **data}
+    drift: DriftParams = field(default_factory=DriftParams)
 
 
 def require_finite(where: str, values: dict[str, float | None], fix: str) -> None:
@@ -460,8 +465,8 @@ def decide(checks: dict[str, dict], signals: dict) -> tuple[str, list[str]]:
         return NO_SKILL, [f"the fine-tune beats prompting but not {unbeaten[0]} ({ref['finetune']:.3f} vs "
                           f"{ref['score']:.3f}), a classifier trained on the same train split; serve that, or fix "
                           "the data before an LLM fine-tune: " + trivial["evidence"]]
-    failed = [f"{name}: {checks[name]['evidence']}" for name in ("forgetting", "overfitting", "majority_label")
-              if status[name] == FAIL]
+    failed = [f"{name}: {checks[name]['evidence']}" for name in ("forgetting", "overfitting", "majority_label", "drift")
+              if status.get(name) == FAIL]
     if status["forgetting"] == NA:
         failed.append(FORGETTING_UNCHECKED)
     if failed:
@@ -495,12 +500,14 @@ def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: di
                       evaluate_metrics: dict, train_metrics: dict | None, probe: dict | None, audit: dict,
                       test: list[dict], train: list[dict], train_sha_seen: str | None, train_sha_now: str,
                       metric: str, params: CompareParams, train_sample_rows: list[dict] | None = None,
-                      reference_rows: dict[str, list[dict]] | None = None, metrics_dir: str = "metrics") -> dict:
+                      reference_rows: dict[str, list[dict]] | None = None, metrics_dir: str = "metrics",
+                      production: list[dict] | None = None) -> dict:
     """All checks, triage signals, the verdict and next steps, as one JSON-able dict.
 
     `train_sample_rows`: the fine-tune's per-example rows on the evaluate stage's train sample;
     `reference_rows`: trivial references' per-example test rows by name (the majority answer is
-    added here); `metrics_dir`: where the metrics files are, for error messages."""
+    added here); `metrics_dir`: where the metrics files are, for error messages; `production`:
+    the production prompts (tuneproof.drift.load_production), None when no sample was given."""
     require_finite_primary(baseline_metrics, evaluate_metrics, metric, metrics_dir)
     best, trivial = baseline_metrics["best"], baseline_metrics.get("trivial") or {}
     best_rows = baseline_rows[best["strategy"]]
@@ -520,6 +527,10 @@ def evaluate_evidence(baseline_rows: dict[str, list[dict]], baseline_metrics: di
         "forgetting": forgetting(probe, params.forgetting, f"{metrics_dir}/probe.json"),
         "overfitting": overfitting(train_metrics, evaluate_metrics, metric, params.overfitting),
         "majority_label": majority_label(finetune_rows, trivial, params),
+        "drift": drift_check(None if production is None else domain_score(
+            test, production, params.drift, params.bootstrap_resamples, params.confidence, params.seed),
+            params.drift, params.confidence),
+        "production_overlap": production_overlap(production, train, audit),
     }
     signals = triage(best, sig, strategy_metrics(baseline_metrics), evaluate_metrics["finetune"], finetune_rows,
                      answer_novelty(test, train), metric, params, prompted_rows=best_rows)
@@ -541,6 +552,10 @@ def compare_metrics(evidence: dict) -> dict:
                "checks": {name: c["status"] for name, c in checks.items()}}
     if checks["learnt"].get("train_sample") is not None:
         metrics["finetune_train_sample"] = checks["learnt"]["train_sample"]
+    drift = checks.get("drift", {})
+    if "auc" in drift:  # absent when no production sample was given
+        metrics["drift"] = {key: drift[key] for key in ("auc", "ci_low", "ci_high", "n_test", "n_production")}
+        metrics["drift"]["production_overlap"] = checks["production_overlap"]["copies"]
     return metrics
 
 
@@ -576,7 +591,15 @@ def validate(params: CompareParams, params_file: str = "params.yaml") -> None:
              0.0 <= params.overfitting.max_train_test_gap <= 1.0, share),
             ("overfitting.max_val_rise", params.overfitting.max_val_rise, params.overfitting.max_val_rise >= 0.0, "0 or more"),
             ("knowledge.novelty_threshold", params.knowledge.novelty_threshold,
-             0.0 <= params.knowledge.novelty_threshold <= 1.0, share)):
+             0.0 <= params.knowledge.novelty_threshold <= 1.0, share),
+            ("drift.max_auc", params.drift.max_auc, 0.5 <= params.drift.max_auc < 1.0, "an AUC in [0.5, 1), e.g. 0.7"),
+            ("drift.folds", params.drift.folds, params.drift.folds >= 2, "2 or more folds"),
+            ("drift.min_prompts", params.drift.min_prompts, params.drift.min_prompts >= params.drift.folds,
+             f"at least compare.drift.folds ({params.drift.folds}) prompts"),
+            ("drift.max_prompts", params.drift.max_prompts, params.drift.max_prompts >= params.drift.min_prompts,
+             "at least compare.drift.min_prompts"),
+            ("drift.top_terms", params.drift.top_terms, params.drift.top_terms >= 1, "1 or more"),
+            ("drift.examples", params.drift.examples, params.drift.examples >= 0, "0 or more")):
         require(ok, f"compare.{key}", value, expected, params_file)
 
 
@@ -600,7 +623,7 @@ def main(params_file: str = "params.yaml") -> None:
         read_jsonl(split_dir / "test.jsonl"), read_jsonl(split_dir / "train.jsonl"),
         train_info.get("data", {}).get("train", {}).get("sha256"), sha256_file(split_dir / "train.jsonl"),
         score.primary, params, train_sample_rows=_optional_jsonl(evaluate_dir / "train_sample.jsonl"),
-        reference_rows=references, metrics_dir=paths.metrics)
+        reference_rows=references, metrics_dir=paths.metrics, production=load_production(paths.production))
     write_outputs(evidence, compare_metrics(evidence), paths, task, baseline_rows, baseline_metrics,
                   train_info, evaluate_metrics, finetune_rows, _optional_json(Path(paths.sweep)))
     print(f"verdict: {evidence['verdict']} - " + "; ".join(evidence["reasons"]))

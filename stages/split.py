@@ -53,7 +53,7 @@ from tuneproof.neardup import find_near_duplicates
 from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 from tuneproof.text import excerpt, normalise
 from tuneproof.params import load_section
-from tuneproof.records import label_of, read_canonical
+from tuneproof.records import label_of, leak_text, read_canonical
 
 SPLITS = ("train", "val", "test")
 NO_LABEL = "<no label>"  # per-label count key for records whose completion has no label
@@ -98,12 +98,6 @@ def validate(params: SplitParams, params_file: str = "params.yaml") -> None:
     for key in ("shingle_size", "num_perm", "audit_ngram", "audit_top"):
         if getattr(params, key) < 1:
             raise TuneproofError(f"{params_file}: split.{key} is {getattr(params, key)}; use a positive integer")
-
-
-def leak_text(record: dict) -> str:
-    """The input compared for leaks: the prompt's non-system turns. A system prompt is usually the
-    same instruction on every record; including it would make every pair of records look alike."""
-    return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
 
 
 def leak_groups(texts: list[str], threshold: float, shingle_size: int, num_perm: int,
@@ -277,6 +271,7 @@ def audit_split(splits: dict[str, list[dict]], ngram: int, prompt_threshold: flo
     return {
         "measure": f"exact Jaccard of character {ngram}-gram sets of normalised text, "
                    "each val/test record against every train record",
+        "ngram": ngram,  # compare audits a production sample against train with the same measure
         "pass": prompt["leaks"] == 0 and completion["leaks"] == 0,
         "prompt": prompt, "completion": completion, **near, "records": records,
     }

@@ -8,28 +8,15 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuneproof import pr_report
 from tuneproof.cli import main
 
-from conftest import git_init
+from conftest import ROOT, git_init
 
-PARAMS = """\
-paths:
-  raw: data/raw.jsonl
-  base_model: models/base
-  dedup: data/dedup
-  split: data/split
-  baseline: outputs/baseline
-  adapter: models/adapter
-  evaluate: outputs/evaluate
-  probe: outputs/probe
-  reports: reports
-  release: models/release
-  metrics: metrics
-train:
-  lr: 0.1
-"""
+# The real paths section (metrics -> metrics/, reports -> reports/), and the one train knob the fake stage reads.
+PARAMS = yaml.safe_dump({"paths": yaml.safe_load((ROOT / "params.yaml").read_text())["paths"], "train": {"lr": 0.1}})
 # Stands in for the compare stage: verdict, gain and CI from train.lr, and a report headline.
 SCRIPT = """\
 import json, os, yaml

@@ -78,6 +78,12 @@ def probe_result(drop: float = 0.0, kl: float = 0.05) -> dict:
 def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, leak: bool = False,
              probe: dict | None = None, n_test: int = 120, train_acc: float | None = None):
     """`probe` None = the probe's default PASS result; pass {} for no probe results at all."""
+    return evaluate_evidence(**scenario_inputs(make, ft_acc, base_acc, seed, leak, probe, n_test, train_acc))
+
+
+def scenario_inputs(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, leak: bool = False,
+                    probe: dict | None = None, n_test: int = 120, train_acc: float | None = None) -> dict:
+    """The arguments of evaluate_evidence for a generated scenario (see `scenario`)."""
     rng = random.Random(seed)
     train, test = make(300, 0, rng), make(n_test, 1000, rng)
     if leak:  # a test record copied into train with a small edit
@@ -96,9 +102,10 @@ def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, lea
                         "train_sample": {"task_success": min(1.0, ft_acc + 0.03) if train_acc is None else train_acc}}
     probe = probe_result() if probe is None else probe or None
     train_metrics = {"best_val_loss": 0.30, "last_val_loss": 0.31, "best_step": 80, "steps": 100}
-    audit = {"pass": True, "prompt": {"max": 0.4}}
-    return evaluate_evidence(baseline_rows, baseline_metrics, finetune_rows, evaluate_metrics, train_metrics,
-                             probe, audit, test, train, "sha", "sha", "task_success", CompareParams())
+    audit = {"pass": True, "prompt": {"max": 0.4, "threshold": 0.8}, "ngram": 5}
+    return dict(baseline_rows=baseline_rows, baseline_metrics=baseline_metrics, finetune_rows=finetune_rows,
+                evaluate_metrics=evaluate_metrics, train_metrics=train_metrics, probe=probe, audit=audit, test=test,
+                train=train, train_sha_seen="sha", train_sha_now="sha", metric="task_success", params=CompareParams())
 
 
 def test_format_task_where_finetune_clearly_wins_ships():
@@ -107,8 +114,10 @@ def test_format_task_where_finetune_clearly_wins_ships():
     sig = evidence["checks"]["significance"]
     assert sig["ci_low"] > 0.05 and sig["p_value"] < 1e-6
     statuses = {name: c["status"] for name, c in evidence["checks"].items()}
-    # a label-only reference (the constant intent) cannot produce task_success, so beats_trivial is N/A
-    assert statuses.pop("beats_trivial") == "N/A"
+    # a label-only reference (the constant intent) cannot produce task_success, so beats_trivial is N/A;
+    # no production sample: the drift checks were not run, and say so (never PASS)
+    assert [statuses.pop(name) for name in ("beats_trivial", "drift", "production_overlap")] == ["N/A"] * 3
+    assert evidence["checks"]["drift"]["evidence"].startswith("not run: no production sample")
     assert set(statuses.values()) == {"PASS"}
     assert evidence["checks"]["learnt"]["train_sample"] == pytest.approx(0.95)
     assert evidence["checks"]["learnt"]["bar"] == pytest.approx(0.10)  # zero_shot 0.05 + min_gain
@@ -402,6 +411,8 @@ def test_format_gain_without_field_gain_is_flagged_as_format_not_content():
     ("bootstrap_resamples", 10, "compare.bootstrap_resamples is 10; use at least 1000"),
     ("min_test_records", 0, "compare.min_test_records is 0"),
     ("leakage", {"threshold": 1.5}, "compare.leakage.threshold is 1.5"),
+    ("drift", {"max_auc": 0.4}, "compare.drift.max_auc is 0.4; use an AUC in [0.5, 1)"),
+    ("drift", {"min_prompts": 3}, "compare.drift.min_prompts is 3; use at least compare.drift.folds"),
 ])
 def test_compare_params_are_checked_with_their_key(project_dir, key, value, message):
     import yaml

@@ -30,6 +30,7 @@ def test_learning_rate_zero_is_a_failed_attempt_not_prompt_suffices(project_dir,
               "probe.instructions": str(ROOT / "eval" / "general_instructions.jsonl")}
     del params["base_model.source"]
     set_params(project_dir / "params.yaml", params)
+    (project_dir / "data" / "production").mkdir(parents=True)  # paths.production, committed empty: the drift check is not run
     for stage in (dedup, split, baseline, train, evaluate, probe, compare):
         stage.main()
 

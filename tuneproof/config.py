@@ -10,6 +10,7 @@ from tuneproof.io import TuneproofError, check_output_path
 
 # Outputs replaced as a whole folder: such a folder must hold no other path of this section.
 WHOLE_FOLDER_OUTPUTS = ("base_model", "baseline", "adapter", "evaluate", "probe", "release")
+INPUTS = ("raw", "production")  # the user's files: never an output path
 
 
 @dataclass(frozen=True)
@@ -28,15 +29,16 @@ class Paths:
     release: str            # the hand-over folder: the adapter as trained + its model card (README.md)
     metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
     sweep: str              # fine-tune configurations compared on val (`tuneproof sweep-pick --record`)
+    production: str | None  # a JSONL sample of production prompts, or a folder of them; None: no sample
 
     def output(self, key: str) -> Path:
         """paths.<key> checked as something a stage may write (tuneproof.io.check_output_path),
         and never the input file or a folder holding another path of this section."""
         path = check_output_path(getattr(self, key), f"paths.{key}")
         resolved = path.resolve()
-        for other in (f.name for f in fields(self) if f.name != key):
+        for other in (f.name for f in fields(self) if f.name != key and getattr(self, f.name) is not None):
             other_path = Path(getattr(self, other)).resolve()
-            if resolved == other_path and (other == "raw" or key in WHOLE_FOLDER_OUTPUTS):
+            if resolved == other_path and (other in INPUTS or key in WHOLE_FOLDER_OUTPUTS):
                 raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} is also paths.{other}; give each its own path")
             if key in WHOLE_FOLDER_OUTPUTS and resolved in other_path.parents:
                 raise TuneproofError(f"paths.{key}: {getattr(self, key)!r} holds paths.{other} "

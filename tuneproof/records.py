@@ -12,6 +12,7 @@ Canonical record (what every stage after `dedup` reads):
   `{"id": "L000012", "messages": [<system/user/assistant turns before the answer>], "completion": str}`
 (+ `"references"` when the line has them), where the id is the 1-based line number in the raw
 file, so every report points back at the source.
+`load_prompts` reads prompt-only files (compare's production sample) the same way, no answer needed.
 """
 
 from __future__ import annotations
@@ -108,12 +109,10 @@ def _parse_answer(obj: dict, path: Path, line_no: int) -> tuple[str, dict]:
                 + (", ".join(sorted(obj)) or "none"))
 
 
-def iter_records(path: str | Path) -> Iterator[dict]:
-    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
-    path = Path(path)
+def _json_lines(path: Path, missing: str) -> Iterator[tuple[int, object]]:
+    """(line number, decoded JSON) of each non-blank line; `missing` says what to set when the file is absent."""
     if not path.is_file():
-        raise TuneproofError(f"{path}: file not found; set paths.raw in params.yaml to your JSONL file")
-    first_format: tuple[str, int] | None = None
+        raise TuneproofError(f"{path}: file not found; {missing}")
     with open(path, "rb") as fh:
         for line_no, raw in enumerate(fh, start=1):
             try:
@@ -124,18 +123,48 @@ def iter_records(path: str | Path) -> Iterator[dict]:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                yield line_no, json.loads(line)
             except json.JSONDecodeError as exc:
                 raise _fail(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-            fmt, record = parse_record(obj, path, line_no)
-            if first_format is None:
-                first_format = (fmt, line_no)
-            elif fmt != first_format[0]:
-                raise _fail(path, line_no, f"uses the {fmt} format but line {first_format[1]} uses "
-                            f"{first_format[0]}; one file must use one format")
-            yield record
+
+
+def iter_records(path: str | Path) -> Iterator[dict]:
+    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
+    path = Path(path)
+    first_format: tuple[str, int] | None = None
+    for line_no, obj in _json_lines(path, "set paths.raw in params.yaml to your JSONL file"):
+        fmt, record = parse_record(obj, path, line_no)
+        if first_format is None:
+            first_format = (fmt, line_no)
+        elif fmt != first_format[0]:
+            raise _fail(path, line_no, f"uses the {fmt} format but line {first_format[1]} uses "
+                        f"{first_format[0]}; one file must use one format")
+        yield record
     if first_format is None:
         raise TuneproofError(f"{path}: no records (the file is empty); add JSONL lines")
+
+
+def load_prompts(path: str | Path, missing: str) -> list[dict]:
+    """Prompt-only records of a JSONL file (e.g. a sample of production inputs): `{"prompt": str}`
+    or `{"messages": [...]}` with a user turn; a completion or a final answer may be there and is
+    ignored. Each record is `{"id": "<path>:<line>", "messages": [...]}`, so a report points at the line."""
+    path = Path(path)
+    records = []
+    for line_no, obj in _json_lines(path, missing):
+        if not isinstance(obj, dict) or ("prompt" not in obj and "messages" not in obj):
+            raise _fail(path, line_no, "expected {\"prompt\": ...} or {\"messages\": [...]}, found "
+                        + (f"keys {', '.join(sorted(obj)) or 'none'}" if isinstance(obj, dict) else type(obj).__name__))
+        if "prompt" in obj:
+            messages = [{"role": "user", "content": _text(obj["prompt"], "'prompt'", path, line_no)}]
+        else:
+            chat = obj["messages"]
+            if isinstance(chat, list) and chat and isinstance(chat[-1], dict) and chat[-1].get("role") != "assistant":
+                chat = [*chat, {"role": "assistant", "content": "-"}]  # no answer: validated as a record with one
+            messages = parse_record({"messages": chat}, path, line_no)[1]["messages"]
+        records.append({"id": f"{path}:{line_no}", "messages": messages})
+    if not records:
+        raise TuneproofError(f"{path}: no prompts (the file is empty); add JSONL lines or remove the file")
+    return records
 
 
 def load_records(path: str | Path) -> list[dict]:
@@ -152,6 +181,12 @@ def accepted_answers(record: dict) -> list[str]:
     """Every answer the scorer accepts for a record: its completion, then its references (in order,
     without repeats)."""
     return list(dict.fromkeys([record["completion"], *record.get("references", ())]))
+
+
+def leak_text(record: dict) -> str:
+    """The input compared for leaks and drift: the prompt's non-system turns. A system prompt is
+    usually the same instruction on every record; including it would make every pair look alike."""
+    return "\n".join(m["content"] for m in record["messages"] if m["role"] != "system")
 
 
 def label_of(record: dict, label_field: str | None) -> str | None:

@@ -100,6 +100,39 @@ def sample_differences(baseline_rows: list[dict], finetune_rows: list[dict], pri
     return f"{len(differ)} test records score differently; the first {len(blocks)}:\n\n" + "\n\n".join(blocks)
 
 
+def _term_rows(terms: dict[str, list[dict]]) -> str:
+    rows = []
+    for i in range(max(len(terms["production"]), len(terms["test"]))):
+        cells = [f"`{side[i]['term']}` ({side[i]['production_share']:.0%} / {side[i]['test_share']:.0%})"
+                 if i < len(side) else "" for side in (terms["production"], terms["test"])]
+        rows.append(f"| {cells[0]} | {cells[1]} |")
+    return "\n".join(rows)
+
+
+def drift_section(checks: dict[str, dict]) -> str:
+    """Does the test set look like production (tuneproof/drift.py)? Not run without a sample, never PASS then."""
+    drift, overlap = checks.get("drift"), checks.get("production_overlap")
+    if drift is None:
+        return "Not checked."
+    if "auc" not in drift:
+        return f"**{drift['status']}**: {drift['evidence']}."
+    unlike = "\n".join(f"- `{u['id']}` (highest similarity {u['similarity']:.2f}, to test `{u['nearest_test_id']}`): "
+                       f"{u['text']!r}" for u in drift["unlike"]) or "- none listed (compare.drift.examples: 0)"
+    return f"""**{drift['status']}**: {drift['evidence']}.
+
+Terms that most separate the two (share of production / test prompts holding the term):
+
+| toward production | toward test |
+|---|---|
+{_term_rows(drift['terms'])}
+
+Production prompts least like any test prompt (word/character TF-IDF cosine):
+
+{unlike}
+
+Overlap with train (**{overlap['status']}**): {overlap['evidence']}."""
+
+
 def dataset_version(paths: Paths) -> str:
     split_dir = Path(paths.split)
     lines = [f"- raw data `{paths.raw}`: sha256 `{sha256_file(paths.raw)}`"]
@@ -179,6 +212,10 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 | check | status | evidence |
 |---|---|---|
 {checks}
+
+## Does the test set look like production?
+
+{drift_section(evidence['checks'])}
 
 ## Before / after on the held-out test set
 

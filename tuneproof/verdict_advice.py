@@ -11,6 +11,12 @@ INSUFFICIENT_EVIDENCE, FINETUNE_FAILED, NO_SKILL = "INSUFFICIENT EVIDENCE", "FIN
 PASS, FAIL, WARN, NA = "PASS", "FAIL", "WARN", "N/A"  # check statuses
 FORGETTING_UNCHECKED = "forgetting unchecked: no probe results (run the probe stage)"
 
+
+def check(name: str, status: str, evidence: str, **data) -> dict:
+    """One check of the verdict: its status, the evidence in words, and its numbers."""
+    return {"name": name, "status": status, "evidence": evidence, **data}
+
+
 NEXT_STEPS = {
     "leakage": "Remove the leaked test records from training (re-run dedup/split with a lower split.group_threshold), "
                "then retrain: every number above is inflated until then.",
@@ -37,17 +43,23 @@ NEXT_STEPS = {
                       "so read macro_f1 beside it.",
     "overfitting": "Add more varied training examples (coverage of phrasings and labels) and fix inconsistent labels "
                    "before training longer; early stopping already keeps the best step.",
+    "drift": "Sample the test set from production (label a random sample of real production prompts, leaving out "
+             "near-copies of train prompts) and re-run: the test set does not represent production (see the drift "
+             "check's separating terms), so no score here predicts how the model does there.",
     SHIP: "Ship the adapter with the model card; keep the test set frozen and re-run this pipeline on new data.",
 }
 
 
 def next_steps(verdict: str, checks: dict[str, dict]) -> list[str]:
-    """What to do after `verdict`: for DON'T SHIP, the remedy of every failed check."""
+    """What to do after `verdict`: for DON'T SHIP, the remedy of every failed check; a failed drift
+    check adds its remedy to any verdict (every score was measured off-distribution)."""
     if verdict == DONT_SHIP:
         steps = [NEXT_STEPS[name] for name, c in checks.items() if c["status"] == FAIL and name in NEXT_STEPS]
         if checks["forgetting"]["status"] == NA:
             steps.append(NEXT_STEPS["probe"])
         return steps
-    if verdict == INSUFFICIENT_EVIDENCE:
-        return [NEXT_STEPS[verdict].format(n_needed=checks["evidence"]["n_needed"])]
-    return [NEXT_STEPS[verdict]]
+    steps = [NEXT_STEPS[verdict].format(n_needed=checks["evidence"]["n_needed"]) if verdict == INSUFFICIENT_EVIDENCE
+             else NEXT_STEPS[verdict]]
+    if checks.get("drift", {}).get("status") == FAIL:
+        steps.append(NEXT_STEPS["drift"])
+    return steps
