@@ -5,7 +5,7 @@ config-only ~1.1B llama (no download), with tokens/s, peak memory and MFU printe
     bench/gpu_check.sh --tiny          # CPU smoke run of the same code on a 2-layer toy (tests/test_bench.py)
     bench/gpu_check.sh --steps 30 --batch-size 16 --seq-len 2048 --out gpu_check.json
 
-What runs is the pipeline's own code, not a stand-in: stages.train.build_trainer (TRL SFTTrainer,
+What runs is the pipeline's own code, not a stand-in: tuneproof.trainer.build_trainer (TRL SFTTrainer,
 completion-only loss, length-grouped batches, bf16 on CUDA, SDPA attention, Liger kernels when
 installed) and tuneproof.generation.generate (left-padded batched greedy decoding).
 
@@ -155,7 +155,9 @@ def step_profiler(active_steps: int, out: Path | None):
 def train_check(method: str, model_dir: Path, records, val, args, device, work: Path, peak: float | None) -> dict:
     """`args.steps` optimizer steps of the train stage's recipe; tokens/s from the second step on."""
     from bench.train import step_timer
-    from stages.train import LoraParams, TrainParams, build_trainer
+    from tuneproof.curves import LossCurves
+    from tuneproof.train_config import LoraParams, TrainParams
+    from tuneproof.trainer import build_trainer
 
     steps = args.steps if method == "lora" else max(2, args.steps // 2)
     params = TrainParams(
@@ -172,7 +174,7 @@ def train_check(method: str, model_dir: Path, records, val, args, device, work: 
         callbacks.append(step_profiler(args.profile, Path(args.out).with_suffix(".profile.txt") if args.out else None))
     trainer = build_trainer(params, None, model_dir, records, val, params.checkpoints, work / "curves", callbacks)
     for callback in list(trainer.callback_handler.callbacks):
-        if type(callback).__name__ == "LossCurves":  # dvclive files are of no use here
+        if isinstance(callback, LossCurves):  # dvclive files are of no use here
             trainer.remove_callback(callback)
     trainer.args.disable_tqdm = True
     trainer.train()
@@ -227,8 +229,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     import torch
     import transformers
 
-    from stages.train import liger_installed
-    from tuneproof.modeling import load_tokenizer, select_device, select_dtype
+    from tuneproof.modeling import liger_installed, load_tokenizer, select_device, select_dtype
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true", help="2-layer toy on whatever device is here (CPU smoke test)")
@@ -278,8 +279,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if not args.no_generate:
             results.append(generation_check(model_dir, records, args, device))
         if not args.no_qlora:
-            from stages.train import check_method
             from tuneproof.io import TuneproofError
+            from tuneproof.modeling import check_method
 
             try:
                 check_method("qlora", device)

@@ -7,7 +7,7 @@ Same model (models/base), same records, same prompts (params.yaml prompt.system)
 learning rate and schedule; what differs is how the step is run:
   * plain    - SFTTrainer defaults with bf16 off (the fair CPU baseline): TRL's own tokenization
                of prompt/completion strings, random batches, activation checkpointing on;
-  * recipe   - stages.train.build_trainer with params.yaml's `train` section: length-grouped
+  * recipe   - tuneproof.trainer.build_trainer with params.yaml's `train` section: length-grouped
                batches, no activation checkpointing, and the shared-prefix cache
                (the system prompt encoded once per batch instead of once per row);
   * recipe/random - the recipe with the plain run's random batch order and evaluation batches:
@@ -65,8 +65,7 @@ def run_plain(base: str, records, val, system, recipe, steps: int, batch: int, o
     from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
-    from stages.train import lora_config
-    from tuneproof.modeling import load_tokenizer
+    from tuneproof.modeling import load_tokenizer, lora_config
     from tuneproof.prompting import completion_target, format_prompt
 
     tokenizer = load_tokenizer(base)
@@ -87,7 +86,7 @@ def run_plain(base: str, records, val, system, recipe, steps: int, batch: int, o
 
 def run_recipe(base: str, records, val, system, recipe, steps: int, batch: int, out: Path,
                name: str = "recipe") -> dict:
-    from stages.train import build_trainer
+    from tuneproof.trainer import build_trainer
 
     params = dataclasses.replace(recipe, max_steps=steps, batch_size=batch, eval_steps=steps, logging_steps=1,
                                  early_stopping_patience=None, checkpoints=str(out / "checkpoints"))
@@ -110,12 +109,12 @@ def main() -> None:
     parser.add_argument("--split", default=str(ROOT / "data" / "split"))
     args = parser.parse_args()
 
-    from stages.train import TrainParams, resolve_params
     from tuneproof.config import Paths, Prompt
     from tuneproof.io import read_json
     from tuneproof.params import load_section
-    from tuneproof.recipe import is_demo_data
+    from tuneproof.recipe import is_demo_data, resolve_params
     from tuneproof.records import read_split
+    from tuneproof.train_config import TrainParams
 
     raw = load_section(Paths, "paths", args.params).raw
     recipe, _ = resolve_params(load_section(TrainParams, "train", args.params), [None] * 64, True,

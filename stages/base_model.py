@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Literal
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths
+from tuneproof.config import SOURCE_INFO, Paths
 from tuneproof.io import TuneproofError, atomic_path, write_json
 from tuneproof.params import load_section
 
@@ -94,7 +94,7 @@ def materialise(source: str, out_dir: str | Path, dtype: str = "auto") -> dict:
     with atomic_path(out_dir) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        write_json(tmp / "tuneproof_source.json", info)
+        write_json(tmp / SOURCE_INFO, info)
     return info
 
 

@@ -3,6 +3,8 @@ import json
 import pytest
 
 from stages import base_model
+from tuneproof.checkpoints import base_model_info
+from tuneproof.config import SOURCE_INFO
 from tuneproof.io import TuneproofError
 
 
@@ -11,7 +13,8 @@ def test_local_dir_is_materialised_with_tokenizer_and_template(tiny_model_dir, t
     info = base_model.materialise(str(tiny_model_dir), out)
     assert info["model_type"] == "llama"
     assert (out / "model.safetensors").is_file()
-    assert json.loads((out / "tuneproof_source.json").read_text())["source"] == str(tiny_model_dir)
+    assert json.loads((out / SOURCE_INFO).read_text())["source"] == str(tiny_model_dir)
+    assert base_model_info(out)["source"] == str(tiny_model_dir)  # what train records as the base model
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(out)
     assert tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False).startswith("<|im_start|>")

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from stages.train import TrainParams, tokenize_record
 from tuneproof import data_check
 from tuneproof.cli import main
 from tuneproof.modeling import load_tokenizer
 from tuneproof.records import load_records
+from tuneproof.train_config import TrainParams
+from tuneproof.train_data import tokenize_record
 
 TICKETS = [
     ("my card was declined, order 12345", "payment_failed", "high"),

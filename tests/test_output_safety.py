@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from stages import dedup, train
+from tuneproof import checkpoints
 from tuneproof.cli import main as cli_main
 from tuneproof.config import Paths
 from tuneproof.io import TMP_MARK, TuneproofError, atomic_files, atomic_path, write_jsonl, write_text
@@ -170,13 +171,13 @@ def test_checkpoints_are_cleared_only_in_a_folder_a_train_run_made(tmp_path):
     (tmp_path / "checkpoint-4" / "model.safetensors").write_text("w")
     (tmp_path / "mine.txt").write_text("keep")
     with pytest.raises(TuneproofError, match="holds files no train run made"):
-        train.clear_checkpoints(tmp_path)
+        checkpoints.clear_checkpoints(tmp_path)
     with pytest.raises(TuneproofError, match="holds files no train run made"):
-        train.resumable_checkpoint(tmp_path, "fingerprint")
+        checkpoints.resumable_checkpoint(tmp_path, "fingerprint")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-4", "mine.txt"]
-    (tmp_path / train.FINGERPRINT).write_text("{}")
-    train.clear_checkpoints(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [train.FINGERPRINT]
+    (tmp_path / checkpoints.FINGERPRINT).write_text("{}")
+    checkpoints.clear_checkpoints(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [checkpoints.FINGERPRINT]
 
 
 def test_release_refuses_an_adapter_holding_a_symlink(project_dir, tmp_path_factory):

@@ -111,15 +111,16 @@ def test_trainer_progress_prints_steps_loss_and_the_end(capsys):
 def test_build_trainer_in_a_log_prints_lines_instead_of_the_bar(tiny_model_dir, tmp_path, monkeypatch, capsys):
     from transformers.trainer_callback import ProgressCallback
 
-    from stages import train as stage
+    from tuneproof.train_config import LoraParams, TrainParams
+    from tuneproof.trainer import build_trainer
 
     monkeypatch.setenv(prog.ENV_SECONDS, "0")
     records = [{"id": f"L{i:06d}", "messages": [{"role": "user", "content": f"order {i} is late"}],
                 "completion": '{"intent": "shipping"}'} for i in range(1, 9)]
-    params = stage.TrainParams(max_steps=2, eval_steps=2, logging_steps=1, batch_size=4, learning_rate=5e-3,
-                               val_records=None, num_epochs=1.0, max_examples=None, balance="none", preset="data",
-                               group_by_length=True, checkpoints=str(tmp_path / "ckpt"), lora=stage.LoraParams(r=2, alpha=4, target_modules="all-linear"))
-    trainer = stage.build_trainer(params, None, tiny_model_dir, records, records[:2], tmp_path / "ckpt", tmp_path / "curves")
+    params = TrainParams(max_steps=2, eval_steps=2, logging_steps=1, batch_size=4, learning_rate=5e-3,
+                         val_records=None, num_epochs=1.0, max_examples=None, balance="none", preset="data",
+                         group_by_length=True, checkpoints=str(tmp_path / "ckpt"), lora=LoraParams(r=2, alpha=4, target_modules="all-linear"))
+    trainer = build_trainer(params, None, tiny_model_dir, records, records[:2], tmp_path / "ckpt", tmp_path / "curves")
     assert trainer.args.disable_tqdm
     assert not any(isinstance(c, ProgressCallback) for c in trainer.callback_handler.callbacks)
     trainer.train()

@@ -9,7 +9,6 @@ import pytest
 from demo_project import demo_records
 from stages import baseline, evaluate
 from stages.evaluate import EvaluateParams
-from stages.train import tokenize_record
 from tuneproof import predict
 from tuneproof.config import Prompt
 from tuneproof.generation import GenerateParams
@@ -17,6 +16,7 @@ from tuneproof.modeling import load_tokenizer
 from tuneproof.params import load_section
 from tuneproof.prompting import build_messages, format_prompt
 from tuneproof.scoring import ScoreParams, build_scorer
+from tuneproof.train_data import tokenize_record
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,9 +9,18 @@ import torch
 from transformers import AutoModelForCausalLM, TrainerCallback
 
 from stages import train as stage
+from tuneproof import modeling
+from tuneproof.checkpoints import FINGERPRINT
+from tuneproof.config import ADAPTER_INFO
+from tuneproof.curves import CURVES_DIR
 from tuneproof.io import TuneproofError, read_json, sha256_file, write_jsonl
+from tuneproof.modeling import check_liger, check_method, load_base_model, lora_config
 from tuneproof.prompting import completion_target, format_prompt
+from tuneproof.recipe import resolve_params
 from tuneproof.testing import build_tiny_model_dir, build_tiny_tokenizer
+from tuneproof.train_config import LoraParams, TrainParams
+from tuneproof.train_data import build_dataset, tokenize_record
+from tuneproof.trainer import build_trainer, sft_config
 
 SYSTEM = "Answer with one JSON object."
 INTENTS = ["billing_refund", "shipping_delay", "account_access"]
@@ -45,16 +54,16 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def tiny_params(tmp_path, **overrides) -> stage.TrainParams:
+def tiny_params(tmp_path, **overrides) -> TrainParams:
     base = dict(max_steps=6, eval_steps=2, logging_steps=1, batch_size=4, learning_rate=5e-3, val_records=None,
                 num_epochs=1.0, max_examples=None, balance="none", preset="data", group_by_length=True,
-                checkpoints=str(tmp_path / "checkpoints"), lora=stage.LoraParams(r=4, alpha=8, target_modules="all-linear"))
-    return stage.TrainParams(**{**base, **overrides})
+                checkpoints=str(tmp_path / "checkpoints"), lora=LoraParams(r=4, alpha=8, target_modules="all-linear"))
+    return TrainParams(**{**base, **overrides})
 
 
 def run(params, tiny_model_dir, split_dir, tmp_path, callbacks=()):
     return stage.train(params, SYSTEM, tiny_model_dir, split_dir, tmp_path / "adapter",
-                       tmp_path / "metrics" / "train.json", tmp_path / "metrics" / stage.CURVES_DIR, callbacks)
+                       tmp_path / "metrics" / "train.json", tmp_path / "metrics" / CURVES_DIR, callbacks)
 
 
 def probe_ids(tiny_model_dir) -> torch.Tensor:
@@ -75,7 +84,7 @@ def logits(model, ids) -> torch.Tensor:
 def test_tokenized_example_is_served_prompt_then_masked_completion():
     tok = build_tiny_tokenizer()
     record = make_record(1, random.Random(0))
-    row = stage.tokenize_record(tok, record, SYSTEM, max_length=1024)
+    row = tokenize_record(tok, record, SYSTEM, max_length=1024)
     served = tok(format_prompt(tok, record, SYSTEM), add_special_tokens=False)["input_ids"]
     n = len(served)
     assert row["input_ids"][:n] == served  # no extra BOS, no merge across the boundary
@@ -88,8 +97,8 @@ def test_tokenized_example_is_served_prompt_then_masked_completion():
 def test_truncation_keeps_the_prompt():
     tok = build_tiny_tokenizer()
     record = make_record(1, random.Random(0))
-    full = stage.tokenize_record(tok, record, SYSTEM, max_length=1024)
-    cut = stage.tokenize_record(tok, record, SYSTEM, max_length=full["length"] - 5)
+    full = tokenize_record(tok, record, SYSTEM, max_length=1024)
+    cut = tokenize_record(tok, record, SYSTEM, max_length=full["length"] - 5)
     assert cut["input_ids"] == full["input_ids"][:-5] and len(cut["completion_mask"]) == len(cut["input_ids"])
 
 
@@ -97,10 +106,10 @@ def test_examples_without_completion_tokens_are_dropped_or_refused():
     tok = build_tiny_tokenizer()
     short, long = make_record(1, random.Random(0)), make_record(2, random.Random(0))
     long = {**long, "messages": [{"role": "user", "content": "word " * 200}]}
-    ds = stage.build_dataset(tok, [short, long], SYSTEM, max_length=150, name="train")
+    ds = build_dataset(tok, [short, long], SYSTEM, max_length=150, name="train")
     assert len(ds) == 1 and sum(ds[0]["completion_mask"]) > 0
     with pytest.raises(TuneproofError, match="train.max_length: 20 tokens do not reach the completion"):
-        stage.build_dataset(tok, [short, long], SYSTEM, max_length=20, name="train")
+        build_dataset(tok, [short, long], SYSTEM, max_length=20, name="train")
 
 
 def test_trainer_labels_mask_the_prompt(tiny_model_dir, split_dir, tmp_path):
@@ -109,7 +118,7 @@ def test_trainer_labels_mask_the_prompt(tiny_model_dir, split_dir, tmp_path):
     from tuneproof.io import read_jsonl
 
     records = read_jsonl(split_dir / "train.jsonl")
-    trainer = stage.build_trainer(tiny_params(tmp_path), SYSTEM, tiny_model_dir, records, records[:4],
+    trainer = build_trainer(tiny_params(tmp_path), SYSTEM, tiny_model_dir, records, records[:4],
                                   tmp_path / "ckpt", tmp_path / "curves")
     tok = trainer.processing_class
     for record, example in zip(records, trainer.train_dataset):
@@ -130,7 +139,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(tiny_model_dir, split_d
     records = read_jsonl(split_dir / "train.jsonl")
     results = []
     for share in (True, False):
-        trainer = stage.build_trainer(tiny_params(tmp_path, method="full", share_prefix=share), SYSTEM,
+        trainer = build_trainer(tiny_params(tmp_path, method="full", share_prefix=share), SYSTEM,
                                       tiny_model_dir, records, records[:4], tmp_path / "ckpt", tmp_path / "curves")
         batch = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
         loss = trainer.compute_loss(trainer.model, dict(batch))
@@ -149,7 +158,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(tiny_model_dir, split_d
 
 
 def test_cpu_never_bf16(tmp_path):
-    config = stage.sft_config(tiny_params(tmp_path), tmp_path / "out", torch.device("cpu"))
+    config = sft_config(tiny_params(tmp_path), tmp_path / "out", torch.device("cpu"))
     assert config.bf16 is False and config.fp16 is False
     assert config.completion_only_loss is True and config.load_best_model_at_end is True
 
@@ -161,14 +170,14 @@ def test_lora_adapter_reloads_with_same_logits_and_provenance(tiny_model_dir, sp
     trainer, info = run(params, tiny_model_dir, split_dir, tmp_path)
     adapter = tmp_path / "adapter"
     assert {"adapter_config.json", "adapter_model.safetensors", "tokenizer.json",
-            stage.ADAPTER_INFO} <= {p.name for p in adapter.iterdir()}
+            ADAPTER_INFO} <= {p.name for p in adapter.iterdir()}
     reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), adapter)
     ids = probe_ids(tiny_model_dir)
     torch.testing.assert_close(logits(reloaded, ids), logits(trainer.model, ids))
     base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     assert not torch.allclose(logits(base, ids), logits(reloaded, ids))  # the adapter learned something
 
-    saved = read_json(adapter / stage.ADAPTER_INFO)
+    saved = read_json(adapter / ADAPTER_INFO)
     assert saved == info
     assert saved["params"] == dataclasses.asdict(params) and saved["method"] == "lora" and saved["seed"] == 0
     assert saved["prompt_system"] == SYSTEM
@@ -180,12 +189,12 @@ def test_lora_adapter_reloads_with_same_logits_and_provenance(tiny_model_dir, sp
     metrics = read_json(tmp_path / "metrics" / "train.json")
     assert metrics["best_val_loss"] == pytest.approx(min(
         e["eval_loss"] for e in trainer.state.log_history if "eval_loss" in e))
-    curves = tmp_path / "metrics" / stage.CURVES_DIR / "plots" / "metrics"
+    curves = tmp_path / "metrics" / CURVES_DIR / "plots" / "metrics"
     eval_rows = (curves / "eval" / "loss.tsv").read_text().split()
     assert eval_rows[:2] == ["step", "loss"] and eval_rows[2::2] == ["2", "4", "6"]
     assert len((curves / "train" / "loss.tsv").read_text().splitlines()) == 1 + 6
-    assert not (tmp_path / "metrics" / stage.CURVES_DIR / "metrics.json").exists()  # one metrics file
-    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [stage.FINGERPRINT]  # cleared after success
+    assert not (tmp_path / "metrics" / CURVES_DIR / "metrics.json").exists()  # one metrics file
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == [FINGERPRINT]  # cleared after success
 
 
 def test_full_finetune_is_a_complete_model_dir(tiny_model_dir, split_dir, tmp_path):
@@ -214,7 +223,7 @@ def test_qlora_trains_on_cpu_and_reloads(split_dir, tmp_path):
     assert saved.keys() == in_memory.keys()
     for key in saved:
         torch.testing.assert_close(saved[key], in_memory[key], atol=0, rtol=0)
-    base = stage.load_base_model(tiny_model_dir, "qlora", torch.device("cpu"), gradient_checkpointing=False)
+    base = load_base_model(tiny_model_dir, "qlora", torch.device("cpu"), gradient_checkpointing=False)
     reloaded = PeftModel.from_pretrained(base, tmp_path / "adapter")
     ids = probe_ids(tiny_model_dir)
     # bitsandbytes' CPU eval kernel round-trips the in-memory base's scales through bf16, so the
@@ -230,26 +239,26 @@ def test_qlora_is_refused_where_bitsandbytes_cannot_quantize(monkeypatch, tmp_pa
 
     monkeypatch.setattr(bitsandbytes.functional, "quantize_4bit", broken)
     with pytest.raises(TuneproofError, match="train.method: 'qlora'.*use train.method: lora"):
-        stage.check_method("qlora", torch.device("cpu"))
-    stage.check_method("lora", torch.device("cpu"))  # other methods need no probe
+        check_method("qlora", torch.device("cpu"))
+    check_method("lora", torch.device("cpu"))  # other methods need no probe
 
 
 def test_gpu_path_knobs_reach_the_model_and_trainer(monkeypatch, tiny_model_dir, tmp_path):
-    model = stage.load_base_model(tiny_model_dir, "lora", torch.device("cpu"), False, attn_implementation="eager")
+    model = load_base_model(tiny_model_dir, "lora", torch.device("cpu"), False, attn_implementation="eager")
     assert model.config._attn_implementation == "eager"
-    args = stage.sft_config(tiny_params(tmp_path, use_liger=True), tmp_path / "out", torch.device("cpu"))
+    args = sft_config(tiny_params(tmp_path, use_liger=True), tmp_path / "out", torch.device("cpu"))
     assert args.use_liger_kernel and not args.bf16  # CPU: fp32 even when the GPU knobs are set
-    monkeypatch.setattr(stage.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(modeling.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(TuneproofError, match="train.use_liger: true needs the liger-kernel package"):
-        stage.check_liger(True)
-    stage.check_liger(False)
+        check_liger(True)
+    check_liger(False)
 
 
 def test_lora_plus_gives_the_b_matrices_a_larger_step(tiny_model_dir, split_dir, tmp_path):
     from tuneproof.records import read_split
 
-    params = tiny_params(tmp_path, lora=stage.LoraParams(r=4, alpha=8, plus_lr_ratio=16, target_modules="all-linear"))
-    trainer = stage.build_trainer(params, SYSTEM, tiny_model_dir, read_split(split_dir, "train"),
+    params = tiny_params(tmp_path, lora=LoraParams(r=4, alpha=8, plus_lr_ratio=16, target_modules="all-linear"))
+    trainer = build_trainer(params, SYSTEM, tiny_model_dir, read_split(split_dir, "train"),
                                   read_split(split_dir, "val"), params.checkpoints, tmp_path / "curves")
     names = {id(p): n for n, p in trainer.model.named_parameters()}
     lr_of = {names[id(p)]: group["lr"] for group in trainer.optimizer.param_groups for p in group["params"]}
@@ -264,12 +273,12 @@ def test_last_layers_adapts_only_the_top_layers(tiny_model_dir, tmp_path):
     from peft import get_peft_model
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(r=4, last_layers=1, target_modules="all-linear")), model)
+    config = lora_config(tiny_params(tmp_path, lora=LoraParams(r=4, last_layers=1, target_modules="all-linear")), model)
     trainable = {n for n, p in get_peft_model(model, config).named_parameters() if p.requires_grad}
     assert trainable and all(".layers.1." in n for n in trainable)
     assert {n.split(".")[-4] for n in trainable} >= {"q_proj", "down_proj"}  # still every linear kind
     with pytest.raises(TuneproofError, match="train.lora.last_layers: 3 is not between 1 and the model's 2"):
-        stage.lora_config(tiny_params(tmp_path, lora=stage.LoraParams(last_layers=3, target_modules="all-linear")), model)
+        lora_config(tiny_params(tmp_path, lora=LoraParams(last_layers=3, target_modules="all-linear")), model)
 
 
 def test_missing_split_is_a_clear_error(tiny_model_dir, tmp_path):
@@ -316,7 +325,7 @@ def test_interrupted_run_resumes_and_matches_uninterrupted(tiny_model_dir, split
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-5, rtol=1e-4)
-    rows = (resumed / "metrics" / stage.CURVES_DIR / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+    rows = (resumed / "metrics" / CURVES_DIR / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     assert [line.split()[0] for line in rows.splitlines()[1:]] == [str(s) for s in range(1, 9)]
 
 
@@ -353,14 +362,14 @@ def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
     params["generate"].update(max_new_tokens=4)
     (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     stage.main("params.yaml")
-    info = read_json(project_dir / params["paths"]["adapter"] / stage.ADAPTER_INFO)
+    info = read_json(project_dir / params["paths"]["adapter"] / ADAPTER_INFO)
     assert info["recipe"]["preset"] == "data" and info["selected_by"] == "eval_task_success"
     assert info["params"]["lora"]["target_modules"] == "all-linear" and info["params"]["balance"] == "sqrt"
     assert info["params"]["lora"]["r"] == params["train"]["lora"]["r"] and info["steps"] == 2
     assert info["prompt_system"] == params["prompt"]["system"] and info["shared_prefix_tokens"] > 0
     assert (project_dir / params["paths"]["metrics"] / "train.json").is_file()
-    assert (project_dir / params["paths"]["metrics"] / stage.CURVES_DIR / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
-    assert (project_dir / params["train"]["checkpoints"] / stage.FINGERPRINT).is_file()
+    assert (project_dir / params["paths"]["metrics"] / CURVES_DIR / "plots" / "metrics" / "eval" / "loss.tsv").is_file()
+    assert (project_dir / params["train"]["checkpoints"] / FINGERPRINT).is_file()
 
 
 def test_replay_mixes_the_base_models_own_general_answers_into_training(tiny_model_dir, split_dir, tmp_path):
@@ -387,17 +396,17 @@ def test_replay_mixes_the_base_models_own_general_answers_into_training(tiny_mod
 
 def test_resolve_params_sizes_the_data_preset_and_keeps_the_demo_preset_for_the_demo():
     labels = ["ham"] * 880 + ["spam"] * 120
-    data, chosen = stage.resolve_params(stage.TrainParams(), labels, True, 576, demo_data=False)
+    data, chosen = resolve_params(TrainParams(), labels, True, 576, demo_data=False)
     assert chosen["preset"] == "data" and chosen["why"] == "your data"
     assert data.learning_rate == pytest.approx(5.3e-4) and data.lora.target_modules == "all-linear"
     assert chosen["balance_repeats"] == {"ham": 1, "spam": 3} and chosen["train_examples"] == 880 + 360
     assert data.max_steps == 768 // 4 and data.eval_steps == 32 and data.group_by_length is False  # CPU cap
-    on_gpu, _ = stage.resolve_params(stage.TrainParams(), labels, False, 576, demo_data=False)
+    on_gpu, _ = resolve_params(TrainParams(), labels, False, 576, demo_data=False)
     assert on_gpu.max_steps == 3 * 1240 // 4  # 3 passes over 1k records, no cap on CUDA
-    demo, chosen = stage.resolve_params(stage.TrainParams(), labels, True, 576, demo_data=True)
+    demo, chosen = resolve_params(TrainParams(), labels, True, 576, demo_data=True)
     assert chosen["preset"] == "demo" and (demo.learning_rate, demo.max_steps, demo.balance) == (3e-3, 64, "none")
     many = [f"intent_{i % 77}" for i in range(2500)]
-    intents, _ = stage.resolve_params(stage.TrainParams(), many, True, 576, demo_data=False)
+    intents, _ = resolve_params(TrainParams(), many, True, 576, demo_data=False)
     assert intents.max_examples == 24 * 77 and intents.max_steps == 24 * 77 // 4  # ~24 examples per label on CPU
-    mine, _ = stage.resolve_params(stage.TrainParams(learning_rate=1e-4, max_steps=10), labels, True, 576, False)
+    mine, _ = resolve_params(TrainParams(learning_rate=1e-4, max_steps=10), labels, True, 576, False)
     assert (mine.learning_rate, mine.max_steps, mine.eval_steps) == (1e-4, 10, 1)  # explicit values win

@@ -16,6 +16,10 @@ from stages import train as stage
 from tests import test_train as single  # its tiny split data and tiny train params
 from tests.conftest import ROOT, git_init
 from tuneproof import distributed
+from tuneproof.checkpoints import FINGERPRINT
+from tuneproof.config import ADAPTER_INFO
+from tuneproof.curves import CURVES_DIR
+from tuneproof.distributed import check_distributed
 from tuneproof.io import TuneproofError, read_json
 
 split_dir = single.split_dir  # the same 32 train / 8 val tiny records as tests/test_train.py
@@ -50,15 +54,15 @@ def test_launch_command_fsdp_flags():
 def test_multi_process_settings_that_cannot_run_are_refused(tmp_path):
     params = lambda **kw: single.tiny_params(tmp_path, num_processes=2, **kw)  # noqa: E731
     with pytest.raises(TuneproofError, match="train.distributed: fsdp cannot shard a 4-bit .qlora"):
-        stage.check_distributed(params(method="qlora", distributed="fsdp"), gpus=2)
+        check_distributed(params(method="qlora", distributed="fsdp"), gpus=2)
     with pytest.raises(TuneproofError, match="train.distributed: fsdp needs CUDA GPUs"):
-        stage.check_distributed(params(method="full", distributed="fsdp"), gpus=0)
+        check_distributed(params(method="full", distributed="fsdp"), gpus=0)
     with pytest.raises(TuneproofError, match="train.num_processes: 2 processes but 1 GPU"):
-        stage.check_distributed(params(), gpus=1)
+        check_distributed(params(), gpus=1)
     with pytest.raises(TuneproofError, match="train.num_processes: 0 is not a process count"):
-        stage.check_distributed(single.tiny_params(tmp_path, num_processes=0), gpus=0)
-    stage.check_distributed(params(method="qlora"), gpus=0)  # ddp on CPU processes
-    stage.check_distributed(params(method="full", distributed="fsdp"), gpus=2)
+        check_distributed(single.tiny_params(tmp_path, num_processes=0), gpus=0)
+    check_distributed(params(method="qlora"), gpus=0)  # ddp on CPU processes
+    check_distributed(params(method="full", distributed="fsdp"), gpus=2)
 
 
 def test_main_refuses_fsdp_qlora_before_launching(project_dir, monkeypatch):
@@ -119,7 +123,7 @@ def test_two_processes_write_one_adapter_equal_to_a_single_process_run(project_d
     for key in one_w:
         torch.testing.assert_close(two_w[key], one_w[key], atol=1e-6, rtol=1e-4)
 
-    info, one_info = read_json(adapter / stage.ADAPTER_INFO), read_json(one / "models" / "adapter" / stage.ADAPTER_INFO)
+    info, one_info = read_json(adapter / ADAPTER_INFO), read_json(one / "models" / "adapter" / ADAPTER_INFO)
     assert info["num_processes"] == 2 and info["params"]["num_processes"] == 2 and one_info["num_processes"] == 1
     assert info["steps"] == 4 and info["best_val_loss"] == pytest.approx(one_info["best_val_loss"], abs=1e-5)
     metrics = read_json(project_dir / "metrics" / "train.json")
@@ -129,8 +133,8 @@ def test_two_processes_write_one_adapter_equal_to_a_single_process_run(project_d
     # One set of outputs, written by the main process only: the same files as the single-process run,
     # no leftover temporary dirs, one curve point per step (a second writer would add rows or files).
     assert files(project_dir) == files(one)
-    assert [p.name for p in (project_dir / "checkpoints").iterdir()] == [stage.FINGERPRINT]
-    rows = (project_dir / "metrics" / stage.CURVES_DIR / "plots" / "metrics" / "train" / "loss.tsv").read_text()
+    assert [p.name for p in (project_dir / "checkpoints").iterdir()] == [FINGERPRINT]
+    rows = (project_dir / "metrics" / CURVES_DIR / "plots" / "metrics" / "train" / "loss.tsv").read_text()
     assert [line.split()[0] for line in rows.splitlines()[1:]] == ["1", "2", "3", "4"]
 
 

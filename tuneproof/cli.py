@@ -37,7 +37,7 @@ def _train_max_length(data: dict, params_file: str) -> int | None:
     """The train stage's resolved max_length (its default when the key is unset); None without a train section."""
     if "train" not in data:
         return None
-    from stages.train import TrainParams
+    from tuneproof.train_config import TrainParams
 
     return from_dict(TrainParams, data["train"], f"{params_file}: train").max_length
 

@@ -1,5 +1,6 @@
-"""Params sections shared by several stages (paths, task, prompt). Stage-specific sections
-are declared beside their stage in stages/<name>.py."""
+"""Params sections shared by several stages (paths, task, prompt), and the names of the
+provenance files that cross a stage boundary. Stage-specific sections are declared beside
+their stage (the train section: tuneproof.train_config)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from tuneproof.io import TuneproofError, check_output_path
 # Outputs replaced as a whole folder: such a folder must hold no other path of this section.
 WHOLE_FOLDER_OUTPUTS = ("base_model", "baseline", "adapter", "evaluate", "probe", "release")
 INPUTS = ("raw", "production")  # the user's files: never an output path
+
+# Provenance files that cross a stage boundary, by name inside a paths.* folder.
+SOURCE_INFO = "tuneproof_source.json"  # in <paths.base_model>: where base_model got the weights (read by train)
+ADAPTER_INFO = "tuneproof_train.json"  # in <paths.adapter>: train's resolved params, base model, data hashes
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,8 @@
 """Checking a user's JSONL before anything runs: record count, format, labels and token lengths.
 
 Validation is `records.load_records` (the same line-numbered errors as the dedup stage); token
-lengths are measured on exactly what training sees: `prompting.format_prompt(...)` then
-`prompting.completion_target(...)`, each tokenized without special tokens as the train stage does
-(stages/train.py: tokenize_record). Used by `tuneproof check-data`.
+lengths are measured on exactly what training sees, by the train stage's own example builder
+(tuneproof.train_data.example_ids). Used by `tuneproof check-data`.
 """
 
 from __future__ import annotations
@@ -16,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from tuneproof.progress import progress
-from tuneproof.prompting import completion_target, format_prompt
 from tuneproof.records import label_of, parse_record
+from tuneproof.train_data import example_ids
 
 # transformers fills an unset tokenizer.model_max_length with int(1e30); treat anything this big as unset.
 UNSET_MAX_LENGTH = 10**9
@@ -63,13 +62,8 @@ def label_counts(records: list[dict], label_field: str | None) -> list[tuple[str
 
 def token_lengths(tokenizer, records: list[dict], system: str | None) -> list[TokenLengths]:
     """Per-record prompt/completion/total token counts of the training sequence."""
-    prompts = [format_prompt(tokenizer, r, system) for r in progress(records, desc="rendering prompts", unit="record")]
-    targets = [completion_target(tokenizer, r) for r in records]
-    # As the train stage does: prompt and completion tokenized apart, without special tokens (the
-    # chat template already placed them). Batched calls run in the fast tokenizer's Rust code.
-    n_prompt = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
-    n_completion = [len(ids) for ids in tokenizer(targets, add_special_tokens=False)["input_ids"]]
-    return [TokenLengths(r["id"], p, c, p + c) for r, p, c in zip(records, n_prompt, n_completion)]
+    ids = [example_ids(tokenizer, r, system) for r in progress(records, desc="tokenizing", unit="record")]
+    return [TokenLengths(r["id"], len(p), len(c), len(p) + len(c)) for r, (p, c) in zip(records, ids)]
 
 
 def length_stats(values: list[int]) -> dict[str, float]:

@@ -14,6 +14,9 @@ from typing import Literal, Sequence
 
 import torch
 
+from tuneproof.io import TuneproofError
+from tuneproof.train_config import TrainParams
+
 LAUNCHED_ENV = "LOCAL_RANK"  # set by torchrun in every worker: we are one of the launched processes
 
 # FSDP for models that do not fit one GPU: each decoder layer is a shard unit (accelerate finds the
@@ -26,6 +29,24 @@ FSDP_FLAGS = ("--use_fsdp", "--fsdp_version", "1", "--fsdp_sharding_strategy", "
 def in_launched_process() -> bool:
     """True inside a worker started by accelerate launch / torchrun."""
     return LAUNCHED_ENV in os.environ
+
+
+def check_distributed(params: TrainParams, gpus: int) -> None:
+    """Fail fast on multi-process settings that cannot run on this machine with `gpus` CUDA devices
+    (0: CPU processes), before any process is launched."""
+    if params.num_processes < 1:
+        raise TuneproofError(f"train.num_processes: {params.num_processes} is not a process count; use 1 or more")
+    if params.num_processes == 1:
+        return
+    if gpus and params.num_processes > gpus:
+        raise TuneproofError(f"train.num_processes: {params.num_processes} processes but {gpus} GPU(s) visible; "
+                             "use at most one process per GPU")
+    if params.distributed == "fsdp" and params.method == "qlora":
+        raise TuneproofError("train.distributed: fsdp cannot shard a 4-bit (qlora) base here; use "
+                             "train.distributed: ddp with qlora, or fsdp with method lora or full")
+    if params.distributed == "fsdp" and not gpus:
+        raise TuneproofError("train.distributed: fsdp needs CUDA GPUs (accelerate runs FSDP only on accelerators); "
+                             "use train.distributed: ddp on CPU")
 
 
 def launch_command(module: str, module_args: Sequence[str], num_processes: int,

@@ -7,17 +7,21 @@ Two presets (params.yaml `train.preset`):
   * `demo` - the CPU-budget recipe measured on the bundled support-ticket demo (bench/RESULTS.md).
 `auto` picks `demo` only when paths.raw is byte for byte the bundled demo file (its sha256 is
 recorded in the demo's planted-duplicate file), so a user who swaps the data never runs the
-demo's recipe silently. An explicit value of a knob always wins over the preset.
+demo's recipe silently. An explicit value of a knob always wins over the preset
+(`resolve_params`). Also here: oversampling minority labels and replaying the base model's own
+general answers beside the task's examples (train.balance, train.replay).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from tuneproof.io import read_json, sha256_file
+from tuneproof.io import TuneproofError, read_json, sha256_file
+from tuneproof.train_config import TrainParams
 
 AUTO = "auto"
 DEMO_TRUTH = Path("data/raw/planted_duplicates.json")  # written by tuneproof.demo_data beside the demo file
@@ -47,6 +51,12 @@ def is_demo_data(raw_path: str | Path, truth_path: str | Path = DEMO_TRUTH) -> b
 def epochs_for(n_train: int) -> float:
     """Passes over the train split: small sets need more passes to be learnt, large ones fewer."""
     return 3.0 if n_train <= 1000 else 2.0 if n_train <= 5000 else 1.0
+
+
+def model_width(base_dir: str | Path) -> int | None:
+    """The model's hidden size from its config.json (None when unknown), which scales the learning rate."""
+    config = Path(base_dir) / "config.json"
+    return read_json(config).get("hidden_size") if config.is_file() else None
 
 
 def learning_rate_for(method: str, hidden_size: int | None) -> float:
@@ -123,7 +133,7 @@ def replay_records(model, tokenizer, prompts_file: str | Path, n: int, seed: int
 
     import torch
 
-    from tuneproof.io import TuneproofError, read_jsonl
+    from tuneproof.io import read_jsonl
     from tuneproof.predict import build_prompts
     from tuneproof.progress import progress
 
@@ -154,3 +164,61 @@ def balanced(records: Sequence[dict], labels: Sequence[str | None], repeats: dic
     for record, label in zip(records, labels):
         out.extend([record] * (repeats.get(str(label), 1) if label is not None else 1))
     return out
+
+
+def resolve_params(params: TrainParams, train_labels: Sequence[str | None], on_cpu: bool,
+                   hidden_size: int | None, demo_data: bool) -> tuple[TrainParams, dict]:
+    """`params` with every `auto` knob filled from the preset, and what was chosen and why
+    (recorded in the adapter's provenance file, config.ADAPTER_INFO, and printed)."""
+    preset = params.preset if params.preset != "auto" else ("demo" if demo_data else "data")
+    n_labels = len({label for label in train_labels if label is not None})
+    defaults = DEMO if preset == "demo" else data_preset(
+        params.method, len(train_labels), on_cpu, hidden_size, n_labels)
+    pick = lambda key, value: defaults[key] if value == AUTO else value  # noqa: E731
+    balance = pick("balance", params.balance)
+    repeats = balance_repeats(train_labels, balance)
+    n_examples = sum(repeats.get(str(label), 1) if label is not None else 1 for label in train_labels)
+    epochs, max_examples = pick("num_epochs", params.num_epochs), pick("max_examples", params.max_examples)
+    effective_batch = params.batch_size * params.gradient_accumulation_steps * params.num_processes
+    steps, cadence = steps_and_eval_cadence(n_examples, epochs, max_examples, effective_batch)
+    max_steps = pick("max_steps", params.max_steps)
+    if max_steps is not None:
+        steps, cadence = max_steps, max(1, max_steps // EVALS_PER_RUN)
+    eval_steps = params.eval_steps if params.eval_steps != AUTO else (defaults["eval_steps"] or cadence)
+    resolved = dataclasses.replace(
+        params, preset=preset, learning_rate=pick("learning_rate", params.learning_rate), num_epochs=epochs,
+        group_by_length=pick("group_by_length", params.group_by_length),
+        max_steps=steps, max_examples=max_examples, eval_steps=min(eval_steps, steps), balance=balance,
+        val_records=pick("val_records", params.val_records),
+        lora=dataclasses.replace(params.lora, target_modules=pick("target_modules", params.lora.target_modules)))
+    why = ("paths.raw is the bundled demo file" if demo_data else "your data") if params.preset == "auto" else "train.preset"
+    return resolved, {"preset": preset, "why": why, "balance_repeats": repeats, "train_examples": n_examples,
+                      "examples_seen": steps * effective_batch, "epochs_seen": round(steps * effective_batch / n_examples, 3)}
+
+
+def describe(params: TrainParams, chosen: dict, n_val: int) -> str:
+    """One line on the resolved recipe (`chosen`: resolve_params' record), printed before training."""
+    return (f"train: {chosen['preset']} recipe ({chosen['why']}): lr {params.learning_rate:g}, {params.max_steps} steps "
+            f"x {chosen['examples_seen'] // params.max_steps} = {chosen['epochs_seen']} passes over "
+            f"{chosen['train_examples']} examples (balance {params.balance}), validating every {params.eval_steps} "
+            f"steps on {n_val} records, checkpoint by {params.select_by}")
+
+
+def check_resolved(params: TrainParams) -> None:
+    """Refuse params that still hold an `auto` knob: trainer code needs the values resolve_params fills."""
+    unresolved = [f.name for f in dataclasses.fields(params) if f.name != "preset" and getattr(params, f.name) == AUTO]
+    if unresolved or params.lora.target_modules == AUTO:
+        raise ValueError(f"train params still at auto: {unresolved or ['lora.target_modules']}; resolve_params first")
+
+
+def replay_for(params: TrainParams, base_dir: str | Path, n_train: int, batch_size: int) -> list[dict] | None:
+    """The general examples replayed beside `n_train` train examples (train.replay of them, from the
+    base model in `base_dir`, generated `batch_size` at a time); None when replay is off."""
+    if not 0.0 <= params.replay <= 1.0:
+        raise TuneproofError(f"train.replay: {params.replay} is not a share; use 0 (off) to 1")
+    if params.replay == 0:
+        return None
+    from tuneproof.modeling import load_model, load_tokenizer
+
+    return replay_records(load_model(base_dir), load_tokenizer(base_dir), params.replay_prompts,
+                          round(params.replay * n_train), params.seed, batch_size)

@@ -24,7 +24,7 @@ from tuneproof.io import TuneproofError
 from tuneproof.pr_report import _run, dvc_executable  # _run: pr_report's private subprocess helper
 
 WORKSPACE = "workspace"
-LOSS_METRIC = "eval_loss"  # stages/train.py: greater_is_better = metric_for_best_model != "eval_loss"
+LOSS_METRIC = "eval_loss"  # tuneproof.trainer.sft_config: greater_is_better = metric_for_best_model != "eval_loss"
 
 
 @dataclass(frozen=True)
