@@ -70,7 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths, Task
+from tuneproof.config import ADAPTER_INFO, Paths, Task
 from tuneproof.drift import DriftParams, domain_score, drift_check, load_production, production_overlap
 from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_file
 from tuneproof.neardup import near_duplicate_clusters
@@ -614,7 +614,7 @@ def main(params_file: str = "params.yaml") -> None:
     baseline_rows = {name: read_jsonl(baseline_dir / f"{name}.jsonl") for name in strategy_metrics(baseline_metrics)}
     references = {path.stem[len(REFERENCE_PREFIX):]: read_jsonl(path)
                   for path in sorted(baseline_dir.glob(f"{REFERENCE_PREFIX}*.jsonl"))}
-    train_info = _optional_json(Path(paths.adapter) / "tuneproof_train.json") or {}
+    train_info = _optional_json(Path(paths.adapter) / ADAPTER_INFO) or {}
     finetune_rows = read_jsonl(evaluate_dir / "test.jsonl")
     evaluate_metrics = read_json(paths.metrics_file("evaluate"))
     evidence = evaluate_evidence(
