@@ -81,6 +81,7 @@ def build(root: Path, seed: int = 0) -> None:
                split={"val_ratio": 0.15, "test_ratio": 0.25},
                compare={"bootstrap_resamples": 1000})
     write_raw(root, seed)
+    (root / "data/production").mkdir(parents=True, exist_ok=True)  # paths.production, empty: drift check not run
     dedup.main()
     split.main()
     write_compare_inputs(root, seed)
