@@ -9,8 +9,10 @@ prompt) and scores the same records two ways in one run, on the same model:
      copied for every label, all labels right-padded to the longest;
   2. label_log_likelihoods: one prefill per prompt, then the labels' token trie on that one
      cache (shared leading tokens run once, no copy of the prompt per label).
-Prints seconds per record, peak RSS growth, the speed ratio, the largest score difference and
-whether the picks are identical. Peak RSS is the kernel's own high-water mark (VmHWM in
+Prints wall and CPU seconds per record, peak RSS growth, the speed ratios, the largest score
+difference and whether the picks are identical. Other processes sharing the cores inflate the wall
+time of the compute-bound new path far more than its CPU time (this process's user + system time,
+which also counts the old path's page faults), so the load average is printed with each path. Peak RSS is the kernel's own high-water mark (VmHWM in
 /proc/self/status), reset through /proc/self/clear_refs before each path (Linux, glibc).
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import os
 import random
 import sys
 import tempfile
@@ -101,15 +104,17 @@ def main() -> None:
     results = {}
     for name, path in [("old: cache copy per label", reference_label_log_likelihoods),
                        ("new: token trie", label_log_likelihoods)]:
-        start = time.perf_counter()
+        load = os.getloadavg()[0]
+        start, cpu_start = time.perf_counter(), time.process_time()
         scores, peak = peak_rss_growth(lambda: path(model, tokenizer, prompts, targets, batch_size))
-        results[name] = (time.perf_counter() - start, peak, scores)
-    (old_s, _, old), (new_s, _, new) = results.values()
-    for name, (seconds, peak, _) in results.items():
-        print(f"{name:>26}: {seconds / len(prompts):6.2f} s/record  peak RSS +{peak:.2f} GiB")
+        results[name] = (time.perf_counter() - start, time.process_time() - cpu_start, peak, scores, load)
+    (old_s, old_cpu, _, old, _), (new_s, new_cpu, _, new, _) = results.values()
+    for name, (seconds, cpu, peak, _, load) in results.items():
+        print(f"{name:>26}: {seconds / len(prompts):6.2f} s/record ({cpu / len(prompts):5.2f} CPU s)  "
+              f"peak RSS +{peak:.2f} GiB  (load average {load:.1f} at its start)")
     picks = lambda scores: [labels[max(range(len(row)), key=lambda k: (row[k], -k))] for row in scores]  # noqa: E731
     worst = max(abs(a - b) for ra, rb in zip(old, new) for a, b in zip(ra, rb))
-    print(f"speedup x{old_s / new_s:.1f}; largest score difference {worst:.2e}; "
+    print(f"speedup x{old_s / new_s:.1f} (CPU time x{old_cpu / new_cpu:.1f}); largest score difference {worst:.2e}; "
           f"picks identical: {picks(old) == picks(new)}")
 
 

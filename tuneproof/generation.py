@@ -443,8 +443,9 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[str], targets: Seq
     a label that is a prefix of another ("spam" vs "spam offer") is not favoured. Each prompt
     runs once; the targets' tokens run as one token trie on that prompt's cache (targets sharing
     leading tokens share their forward pass, and no target copies the prompt's cache).
-    Memory: max(1, batch_size // targets) prompts at once, and per forward at most batch_size x
-    (longest target) trie tokens per prompt, the tokens of batch_size right-padded targets.
+    Memory: a forward runs at most batch_size x (longest target) trie tokens in all, the tokens of
+    batch_size right-padded targets: as many prompts at once as their tries fit in that (at most
+    batch_size), or one prompt whose trie takes several forwards.
     """
     if not prompts:
         return []
@@ -455,9 +456,12 @@ def label_log_likelihoods(model, tokenizer, prompts: Sequence[str], targets: Seq
     longest_target = max(map(len, target_lists))
     as_trie = supports_shared_prefix_attention(model, max(map(len, token_lists)) + longest_target)
     batcher = _PrefixBatcher(model, token_lists, pad_id, prefix_cache and as_trie)
-    trie = _label_trie(target_lists, batch_size * longest_target, batcher.device) if as_trie else None
+    budget = batch_size * longest_target
+    trie = _label_trie(target_lists, budget, batcher.device) if as_trie else None
+    per_batch = (min(batch_size, max(1, budget // max(1, len(trie.inner_tokens)))) if as_trie
+                 else max(1, batch_size // len(target_lists)))
     scores: list[list[float]] = [[] for _ in prompts]
-    batches = _length_batches([len(t) for t in token_lists], max(1, batch_size // len(target_lists)))
+    batches = _length_batches([len(t) for t in token_lists], per_batch)
     with _attention_implementation(model, SHARED_PREFIX_ATTENTION) if as_trie else contextlib.nullcontext():
         for batch in progress(batches, desc=desc, unit="batch"):
             rows = [token_lists[i] for i in batch]
