@@ -27,6 +27,7 @@ class Paths:
     reports: str            # report.md and plots
     release: str            # the hand-over folder: the adapter as trained + its model card (README.md)
     metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
+    distill: str = "data/distill"  # optional distill stage: records.jsonl (the teacher's answers), failures.json
 
     def output(self, key: str) -> Path:
         """paths.<key> checked as something a stage may write (tuneproof.io.check_output_path),
