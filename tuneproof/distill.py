@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -113,7 +114,7 @@ class EndpointTeacher:
     requests: int = field(default=0, init=False)  # HTTP requests sent, retries included
 
     def __post_init__(self):
-        self._key = None
+        self._lock, self._key = threading.Lock(), None
         if self.api_key_env:
             self._key = os.environ.get(self.api_key_env, "").strip()
             if not self._key:
@@ -142,7 +143,8 @@ class EndpointTeacher:
             if attempt:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             begin = time.monotonic()
-            self.requests += 1
+            with self._lock:  # counted from every worker thread
+                self.requests += 1
             try:
                 reply = self._post(messages)
             except urllib.error.HTTPError as exc:
