@@ -225,21 +225,34 @@ def llama_server():
         proc.wait(timeout=30)
 
 
-def test_a_real_openai_compatible_server(project_dir, llama_server, tmp_path, monkeypatch):
-    write_prompts(project_dir, PROMPTS[:3])
+def test_a_real_openai_compatible_server(project_dir, llama_server, monkeypatch):
+    """Bad key, a run killed between answers, its resumption, and a re-run that asks nothing."""
+    prompts = [f"{p} (ticket {n})" for n, p in enumerate(PROMPTS * 2)]
+    write_prompts(project_dir, prompts)
     configure(project_dir, run=["openai"], model="smollm2", base_url=llama_server, api_key_env="TP_TEST_KEY",
-              concurrency=2)
-    cache = AnswerCache(tmp_path / "cache")
+              concurrency=1)
     monkeypatch.setenv("TP_TEST_KEY", "sk-wrong-secret")
     with pytest.raises(TuneproofError, match="distill.api_key_env") as caught:
-        stage.main(cache=cache)
+        stage.main()
     assert "sk-wrong-secret" not in str(caught.value) and not (project_dir / "data/distill").exists()
+
     monkeypatch.setenv("TP_TEST_KEY", "right-key")
-    stage.main(cache=cache)
+    cache_dir = project_dir / stage.AnswerCache().folder
+    env = {**os.environ, "PYTHONPATH": str(Path(stage.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "stages.distill"], cwd=project_dir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not list(cache_dir.glob("*/*.json")):
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL between two answers: no cleanup runs
+    proc.wait()
+    cached = len(list(cache_dir.glob("*/*.json")))
+    assert 0 < cached < len(prompts), "the run was not killed mid-way"
+    assert not (project_dir / "data/distill/records.jsonl").exists()
+
+    stage.main()  # resumes: asks only for what the killed run had not cached
     out = load_records("data/distill/records.jsonl")
-    assert len(out) == 3 and all(r["completion"] != "a human answer" for r in out)
+    assert len(out) == len(prompts) and out[0]["completion"] != "a human answer"
     metrics = read_json("metrics/distill.json")
-    assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (3, 0, 0)
-    assert metrics["teacher_tokens_per_second"] > 0
-    stage.main(cache=cache)
+    assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (len(prompts) - cached, cached, 0)
+    stage.main()
     assert read_json("metrics/distill.json")["teacher_calls"] == 0
