@@ -256,3 +256,16 @@ def test_a_real_openai_compatible_server(project_dir, llama_server, monkeypatch)
     assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (len(prompts) - cached, cached, 0)
     stage.main()
     assert read_json("metrics/distill.json")["teacher_calls"] == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({}, r"distill.run is \[\]; use \[local\] or \[openai\] to distil \(distill is off"),
+    ({"run": ["openai"], "model": "m", "base_url": "localhost:8080"}, "distill.base_url is 'localhost:8080'"),
+    ({"run": ["local"], "model": None}, "distill.model is None"),
+    ({"run": ["openai"], "model": "m", "base_url": "http://x/v1", "concurrency": 0}, "distill.concurrency is 0"),
+])
+def test_distill_params_are_checked_with_their_key(project_dir, change, message):
+    write_prompts(project_dir)
+    configure(project_dir, **change)
+    with pytest.raises(TuneproofError, match=message):
+        stage.main()
