@@ -38,7 +38,7 @@ from typing import Callable, Literal, Sequence
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
-from tuneproof.io import TuneproofError, dumps, jsonl_line, read_json, sha256_file, sha256_text, write_json
+from tuneproof.io import TuneproofError, dumps, jsonl_line, read_json, sha256_file, sha256_text, sha256_tree, write_json
 from tuneproof.params import load_section
 from tuneproof.predict import predict_and_score, rank_and_score, write_predictions
 from tuneproof.records import label_of, prompt_text, read_split, sample_records
@@ -187,8 +187,7 @@ def cache_context(model_dir: str | Path, model, train: Sequence[dict], scorer: S
     import transformers
 
     parameter = next(model.parameters())
-    files = sorted(p for p in Path(model_dir).rglob("*") if p.is_file())
-    return {"model_files": {p.relative_to(model_dir).as_posix(): sha256_file(p) for p in files},
+    return {"model_files": sha256_tree(model_dir),
             "device": str(parameter.device), "dtype": str(parameter.dtype),
             "code": {name: sha256_file(importlib.import_module(name).__file__) for name in CODE},
             "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},

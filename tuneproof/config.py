@@ -35,6 +35,7 @@ class Paths:
     metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
     sweep: str              # fine-tune configurations compared on val (`tuneproof sweep-pick --record`)
     production: str | None  # a JSONL sample of production prompts, or a folder of them; None: no sample
+    distill: str            # optional distill stage: records.jsonl (the teacher's answers), failures.json
 
     def output(self, key: str) -> Path:
         """paths.<key> checked as something a stage may write (tuneproof.io.check_output_path),

@@ -109,6 +109,21 @@ def _parse_answer(obj: dict, path: Path, line_no: int) -> tuple[str, dict]:
                 + (", ".join(sorted(obj)) or "none"))
 
 
+ANSWER_PENDING = "\0pending"  # stands in for the answer of a prompt-only line while it is validated
+
+
+def parse_prompt(obj: object, path: Path, line_no: int) -> tuple[str, dict]:
+    """Like parse_record, but the answer is optional (a `prompt` without `completion`, or `messages`
+    ending with a user turn): distill asks a teacher for it. A missing answer comes back as None."""
+    if isinstance(obj, dict) and "prompt" in obj and "completion" not in obj:
+        obj = {**obj, "completion": ANSWER_PENDING}
+    elif (isinstance(obj, dict) and isinstance(obj.get("messages"), list) and obj["messages"]
+          and isinstance(obj["messages"][-1], dict) and obj["messages"][-1].get("role") != "assistant"):
+        obj = {**obj, "messages": [*obj["messages"], {"role": "assistant", "content": ANSWER_PENDING}]}
+    fmt, record = parse_record(obj, path, line_no)
+    return fmt, {**record, "completion": None if record["completion"] == ANSWER_PENDING else record["completion"]}
+
+
 def _json_lines(path: Path, missing: str) -> Iterator[tuple[int, object]]:
     """(line number, decoded JSON) of each non-blank line; `missing` says what to set when the file is absent."""
     if not path.is_file():
@@ -128,12 +143,13 @@ def _json_lines(path: Path, missing: str) -> Iterator[tuple[int, object]]:
                 raise _fail(path, line_no, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
 
 
-def iter_records(path: str | Path) -> Iterator[dict]:
-    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line."""
+def iter_records(path: str | Path, parse=parse_record, key: str = "paths.raw") -> Iterator[dict]:
+    """Yield canonical records from a JSONL file, raising TuneproofError at the first bad line.
+    `parse` validates one line (parse_prompt: answers optional); `key` is the params key that names the file."""
     path = Path(path)
     first_format: tuple[str, int] | None = None
-    for line_no, obj in _json_lines(path, "set paths.raw in params.yaml to your JSONL file"):
-        fmt, record = parse_record(obj, path, line_no)
+    for line_no, obj in _json_lines(path, f"set {key} in params.yaml to your JSONL file"):
+        fmt, record = parse(obj, path, line_no)
         if first_format is None:
             first_format = (fmt, line_no)
         elif fmt != first_format[0]:

@@ -41,8 +41,9 @@ def build_tiny_tokenizer(vocab_size: int = 300):
 
 
 def build_tiny_model_dir(out_dir: str | Path, seed: int = 0, hidden_size: int = 32,
-                         num_layers: int = 2) -> Path:
-    """Save a randomly initialised tiny llama (safetensors) + tokenizer as a local HF model dir."""
+                         num_layers: int = 2, tied: bool = True) -> Path:
+    """Save a randomly initialised tiny llama (safetensors) + tokenizer as a local HF model dir.
+    Tied embeddings make it repeat the prompt's last token (here a newline); untied, it writes text."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -51,7 +52,7 @@ def build_tiny_model_dir(out_dir: str | Path, seed: int = 0, hidden_size: int = 
     config = LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
-        max_position_embeddings=1024, tie_word_embeddings=True,
+        max_position_embeddings=1024, tie_word_embeddings=tied,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id)
     torch.manual_seed(seed)

@@ -1,0 +1,271 @@
+"""The optional distill stage: a local-model teacher (always run, tiny model), an endpoint teacher's
+retries and errors against a stdlib HTTP server that fails on purpose, and a real OpenAI-compatible
+server (llama-cpp-python serving the embedded GGUF) when that package is installed."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import yaml
+
+from stages import distill as stage
+from stages.base_model import embedded_gguf
+from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records
+from tuneproof.generation import GenerateParams, generate
+from tuneproof.io import TuneproofError, read_json, write_jsonl
+from tuneproof.modeling import load_model, load_tokenizer
+from tuneproof.prompting import format_prompt
+from tuneproof.records import iter_records, load_records, parse_prompt
+from tuneproof.testing import build_tiny_model_dir
+
+PROMPTS = ["my card was declined for order 12345", "where is my parcel, it is late",
+           "I cannot log in to my account", "cancel my subscription please"]
+SYSTEM = "Answer in one short line."
+
+
+def configure(project: Path, **distill) -> None:
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    params["distill"].update(prompts="data/prompts.jsonl", **distill)
+    params["prompt"]["system"] = SYSTEM
+    params["generate"].update(max_new_tokens=6, batch_size=2)
+    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def write_prompts(project: Path, prompts=PROMPTS) -> None:
+    # one line carries a completion of its own: the teacher's replaces it
+    lines = [{"prompt": p} for p in prompts]
+    lines[0]["completion"] = "a human answer"
+    write_jsonl(project / "data/prompts.jsonl", lines)
+
+
+@pytest.fixture(scope="module")
+def teacher_dir(tmp_path_factory) -> Path:
+    """A tiny random model that writes text (untied embeddings; the tied one only repeats a newline)."""
+    return build_tiny_model_dir(tmp_path_factory.mktemp("teacher") / "model", tied=False)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_local_teacher_fills_the_dataset_and_a_rerun_asks_nothing(project_dir, teacher_dir, tmp_path):
+    configure(project_dir, run=["local"], model=str(teacher_dir))
+    write_prompts(project_dir)
+    cache = AnswerCache(tmp_path / "cache")
+    stage.main(cache=cache)
+    out = load_records(project_dir / "data/distill/records.jsonl")  # what dedup reads, validated the same way
+    metrics = read_json(project_dir / "metrics/distill.json")
+    assert metrics["teacher_calls"] == 4 and metrics["cache_hits"] == 0 and metrics["failed"] == 0
+    # the one formatter (task system prompt) and the one generation path decided every answer
+    tokenizer, model = load_tokenizer(teacher_dir), load_model(teacher_dir)
+    expected = generate(model, tokenizer, [format_prompt(tokenizer, r, SYSTEM) for r in out], 6, 2)
+    assert [r["completion"] for r in out] == [e.strip() for e in expected]
+    assert [r["messages"][0]["content"] for r in out] == PROMPTS
+
+    stage.main(cache=cache)  # a re-run pays for nothing
+    assert read_json("metrics/distill.json")["teacher_calls"] == 0
+    assert read_json("metrics/distill.json")["cache_hits"] == 4
+    write_prompts(project_dir, [*PROMPTS, "the mug arrived broken"])  # an added record pays only for itself
+    stage.main(cache=cache)
+    assert read_json("metrics/distill.json")["teacher_calls"] == 1
+
+
+def test_a_killed_run_resumes_without_reasking(project_dir, teacher_dir, tmp_path):
+    records = list(iter_records(write_prompts(project_dir) or "data/prompts.jsonl", parse_prompt))
+    teacher = LocalTeacher(teacher_dir, GenerateParams(max_new_tokens=6, batch_size=1))
+    cache = AnswerCache(tmp_path / "cache")
+    answers = teacher.answer_all
+
+    def killed_after_two(jobs):
+        for n, item in enumerate(answers(jobs)):
+            if n == 2:
+                raise KeyboardInterrupt  # as a kill between two answers
+            yield item
+
+    teacher.answer_all = killed_after_two
+    with pytest.raises(KeyboardInterrupt):
+        distill_records(records, teacher, SYSTEM, cache)
+    teacher.answer_all = answers
+    result = distill_records(records, teacher, SYSTEM, cache)
+    assert (result.metrics["teacher_calls"], result.metrics["cache_hits"]) == (2, 2)
+
+
+class FlakyEndpoint(BaseHTTPRequestHandler):
+    """An OpenAI-style endpoint that fails on purpose: 401 without the right key, 503 on every
+    first request of a prompt, and always 500 for prompts containing "doomed"."""
+
+    seen: dict[str, int] = {}
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][-1]["content"]
+        FlakyEndpoint.seen[prompt] = FlakyEndpoint.seen.get(prompt, 0) + 1
+        if self.headers.get("Authorization") != "Bearer right-key":
+            return self._send(401, {"error": f"bad key {self.headers.get('Authorization')}"})
+        if "doomed" in prompt:
+            return self._send(500, {"error": "boom"})
+        if FlakyEndpoint.seen[prompt] == 1:
+            return self._send(503, {"error": "busy"})
+        self._send(200, {"choices": [{"message": {"role": "assistant", "content": f"answer to {prompt}"}}],
+                         "usage": {"completion_tokens": 3}})
+
+    def _send(self, code, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def flaky_url():
+    FlakyEndpoint.seen = {}
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FlakyEndpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+def endpoint_params(project: Path, url: str, **extra) -> None:
+    configure(project, run=["openai"], model="m", base_url=url, api_key_env="TP_TEST_KEY", retries=2,
+              backoff_s=0.0, **extra)
+
+
+def test_endpoint_retries_and_lists_a_failed_record(project_dir, flaky_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TP_TEST_KEY", "right-key")
+    write_prompts(project_dir, [*PROMPTS, "a doomed prompt"])
+    endpoint_params(project_dir, flaky_url)
+    with pytest.raises(TuneproofError, match=r"1 record\(s\) got no answer.*HTTP 500 after 3 tries"):
+        stage.main(cache=AnswerCache(tmp_path / "cache"))
+    assert not (project_dir / "data/distill/records.jsonl").exists()
+    assert read_json("metrics/distill.json")["failures"] == [{"id": "L000005", "error": "HTTP 500 after 3 tries"}]
+
+    endpoint_params(project_dir, flaky_url, on_failure="skip")
+    stage.main(cache=AnswerCache(tmp_path / "cache"))
+    out = load_records("data/distill/records.jsonl")
+    assert [r["completion"] for r in out] == [f"answer to {p}" for p in PROMPTS]
+    metrics = read_json("metrics/distill.json")
+    assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (1, 4, 1)
+    assert FlakyEndpoint.seen[PROMPTS[0]] == 2  # one 503, one answer; the cache kept it from the first run
+    assert read_json("data/distill/failures.json")[0]["id"] == "L000005"
+
+
+def test_a_bad_key_names_the_param_and_never_the_key(project_dir, flaky_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("TP_TEST_KEY", "sk-wrong-secret")
+    write_prompts(project_dir)
+    endpoint_params(project_dir, flaky_url)
+    with pytest.raises(TuneproofError, match="distill.api_key_env") as caught:
+        stage.main(cache=AnswerCache(tmp_path / "cache"))
+    assert "sk-wrong-secret" not in str(caught.value)
+    assert "sk-wrong-secret" not in (project_dir / "params.yaml").read_text()
+    assert not (project_dir / "data/distill").exists() and not (project_dir / "metrics/distill.json").exists()
+
+
+def test_an_unreachable_endpoint_names_the_param_and_writes_nothing(project_dir, tmp_path):
+    write_prompts(project_dir)
+    configure(project_dir, run=["openai"], model="m", base_url=f"http://127.0.0.1:{free_port()}/v1", retries=1,
+              backoff_s=0.0)
+    with pytest.raises(TuneproofError, match="distill.base_url: cannot reach"):
+        stage.main(cache=AnswerCache(tmp_path / "cache"))
+    assert not (project_dir / "data/distill").exists() and not (project_dir / "metrics/distill.json").exists()
+
+
+def test_an_unset_key_variable_is_named(project_dir, monkeypatch):
+    monkeypatch.delenv("TP_TEST_KEY", raising=False)
+    with pytest.raises(TuneproofError, match="distill.api_key_env: the environment variable TP_TEST_KEY is unset"):
+        EndpointTeacher("http://127.0.0.1:1/v1", "m", GenerateParams(), api_key_env="TP_TEST_KEY")
+
+
+# --- a real OpenAI-compatible server -------------------------------------------------------------
+LLAMA_PYTHON = os.environ.get("TUNEPROOF_LLAMA_PYTHON", sys.executable)  # a Python with llama-cpp-python[server]
+
+
+def llama_server_available() -> bool:
+    return subprocess.run([LLAMA_PYTHON, "-c", "import llama_cpp.server"], capture_output=True).returncode == 0
+
+
+@pytest.fixture
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server on the embedded SmolLM2 GGUF, with an API key."""
+    if not llama_server_available():
+        pytest.skip(f"llama-cpp-python[server] is not installed for {LLAMA_PYTHON} (set TUNEPROOF_LLAMA_PYTHON to a "
+                    "Python that has it); the local-model teacher tests still run")
+    port = free_port()
+    proc = subprocess.Popen([LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--port",
+                             str(port), "--api_key", "right-key", "--n_ctx", "2048", "--n_threads", "1",
+                             "--model_alias", "smollm2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(240):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None:
+                    pytest.fail("llama_cpp.server exited while starting")
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def test_a_real_openai_compatible_server(project_dir, llama_server, monkeypatch):
+    """Bad key, a run killed between answers, its resumption, and a re-run that asks nothing."""
+    prompts = [f"{p} (ticket {n})" for n, p in enumerate(PROMPTS * 2)]
+    write_prompts(project_dir, prompts)
+    configure(project_dir, run=["openai"], model="smollm2", base_url=llama_server, api_key_env="TP_TEST_KEY",
+              concurrency=1)
+    monkeypatch.setenv("TP_TEST_KEY", "sk-wrong-secret")
+    with pytest.raises(TuneproofError, match="distill.api_key_env") as caught:
+        stage.main()
+    assert "sk-wrong-secret" not in str(caught.value) and not (project_dir / "data/distill").exists()
+
+    monkeypatch.setenv("TP_TEST_KEY", "right-key")
+    cache_dir = project_dir / stage.AnswerCache().folder
+    env = {**os.environ, "PYTHONPATH": str(Path(stage.__file__).parents[1])}
+    proc = subprocess.Popen([sys.executable, "-m", "stages.distill"], cwd=project_dir, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while proc.poll() is None and not list(cache_dir.glob("*/*.json")):
+        time.sleep(0.05)
+    proc.kill()  # SIGKILL between two answers: no cleanup runs
+    proc.wait()
+    cached = len(list(cache_dir.glob("*/*.json")))
+    assert 0 < cached < len(prompts), "the run was not killed mid-way"
+    assert not (project_dir / "data/distill/records.jsonl").exists()
+
+    stage.main()  # resumes: asks only for what the killed run had not cached
+    out = load_records("data/distill/records.jsonl")
+    assert len(out) == len(prompts) and out[0]["completion"] != "a human answer"
+    metrics = read_json("metrics/distill.json")
+    assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (len(prompts) - cached, cached, 0)
+    stage.main()
+    assert read_json("metrics/distill.json")["teacher_calls"] == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    ({}, r"distill.run is \[\]; use \[local\] or \[openai\] to distil \(distill is off"),
+    ({"run": ["openai"], "model": "m", "base_url": "localhost:8080"}, "distill.base_url is 'localhost:8080'"),
+    ({"run": ["local"], "model": None}, "distill.model is None"),
+    ({"run": ["openai"], "model": "m", "base_url": "http://x/v1", "concurrency": 0}, "distill.concurrency is 0"),
+])
+def test_distill_params_are_checked_with_their_key(project_dir, change, message):
+    write_prompts(project_dir)
+    configure(project_dir, **change)
+    with pytest.raises(TuneproofError, match=message):
+        stage.main()
