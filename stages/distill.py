@@ -18,12 +18,9 @@ A record whose request still fails after the retries is listed in failures.json 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
-
 from tuneproof.cli_util import run_main
 from tuneproof.config import Paths, Prompt
-from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, as_training_lines, distill_records
+from tuneproof.distill import AnswerCache, DistillParams, EndpointTeacher, LocalTeacher, as_training_lines, distill_records
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, atomic_files, remove_outputs, write_json, write_jsonl
 from tuneproof.params import load_section, require
@@ -31,20 +28,6 @@ from tuneproof.records import iter_records, parse_prompt
 
 RECORDS_FILE = "records.jsonl"
 FAILURES_FILE = "failures.json"
-
-
-@dataclass(frozen=True)
-class DistillParams:
-    run: list[Literal["local", "openai"]] = field(default_factory=list)  # [] = off; [local] or [openai] = the teacher
-    prompts: str | None = None       # input JSONL of prompts (completions optional; the teacher's replace them)
-    model: str | None = None         # local: the teacher's model folder; openai: the model name the endpoint serves
-    base_url: str | None = None      # openai: the endpoint, e.g. http://127.0.0.1:8080/v1
-    api_key_env: str | None = None   # openai: NAME of the environment variable holding the key; null = send none
-    concurrency: int = 4             # openai: requests in flight at once
-    retries: int = 4                 # openai: extra tries of a request after 408/429/5xx or a connection error
-    backoff_s: float = 1.0           # openai: wait before retry n is backoff_s * 2^(n-1)
-    timeout_s: float = 120.0         # openai: seconds one request may take
-    on_failure: Literal["stop", "skip"] = "stop"  # a record still failing: stop (the stage fails) or skip (left out, listed)
 
 
 def validate(params: DistillParams, params_file: str = "params.yaml") -> str:

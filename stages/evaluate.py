@@ -14,24 +14,17 @@ same metric names as metrics/baseline.json.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths, Prompt, Task
+from tuneproof.config import EvaluateParams, Paths, Prompt, Task
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
 from tuneproof.records import read_split, sample_records
 from tuneproof.predict import predict_and_score, write_predictions
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
-
-
-@dataclass(frozen=True)
-class EvaluateParams:
-    train_sample: int = 64  # train records also scored (seeded sample) to show the train/test gap; 0 skips
-    seed: int = 0           # seeds that sample
 
 
 def run_evaluate(model, tokenizer, train: Sequence[dict], test: Sequence[dict], scorer: Scorer,

@@ -16,14 +16,13 @@ import contextlib
 import dataclasses
 import json
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths
+from tuneproof.config import Paths, ProbeParams
 from tuneproof.generation import GenerateParams, generate
 from tuneproof.io import TuneproofError, read_jsonl, write_json
 from tuneproof.modeling import load_model, load_tokenizer
@@ -31,15 +30,6 @@ from tuneproof.params import load_section
 from tuneproof.predict import build_prompts, write_predictions
 from tuneproof.progress import progress
 from tuneproof.scoring import extract_json_object
-
-
-@dataclass(frozen=True)
-class ProbeParams:
-    text: str = "eval/general_text.txt"                          # general passages, blank-line separated
-    instructions: str = "eval/general_instructions.jsonl"        # rule-verifiable general instructions
-    max_length: int = 256                                        # tokens per passage (longer ones are cut)
-    system: str | None = None                                    # system prompt for the instructions; null = template default
-    max_new_tokens: int = 64                                     # answer budget of the general instructions (not the task's generate.max_new_tokens)
 
 
 def read_passages(path: str | Path) -> list[str]:

@@ -10,8 +10,9 @@ import torch
 
 from demo_project import demo_records, label_records, setup_project
 from stages import baseline
-from stages.baseline import (BaselineParams, RowCache, active_strategies, best_strategy, cache_context, candidates,
+from stages.baseline import (RowCache, active_strategies, best_strategy, cache_context, candidates,
                              retrieve_shots, select_few_shot, trivial_references)
+from tuneproof.config import BaselineParams
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, read_json, read_jsonl, sha256_text
 from tuneproof.records import label_of

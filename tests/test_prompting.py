@@ -8,9 +8,8 @@ import pytest
 
 from demo_project import demo_records
 from stages import baseline, evaluate
-from stages.evaluate import EvaluateParams
 from tuneproof import predict
-from tuneproof.config import Prompt
+from tuneproof.config import EvaluateParams, Prompt
 from tuneproof.generation import GenerateParams
 from tuneproof.modeling import load_tokenizer
 from tuneproof.params import load_section

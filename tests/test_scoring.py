@@ -133,7 +133,7 @@ def test_label_scorer_rows_and_macro_f1_match_sklearn():
     records = [{"id": f"L{i}", "messages": [{"role": "user", "content": "x"}], "completion": c}
                for i, c in enumerate(["ham", "ham", "spam", "spam", "ham", "spam"])]
     predictions = ["ham", "It is spam", "spam", "no idea", "HAM", "spam or ham"]
-    scorer = build_scorer(ScoreParams(kind="label", primary="accuracy"), "completion", records)
+    scorer = build_scorer(ScoreParams(kind="label", primary="accuracy", fields=[], style={}), "completion", records)
     assert scorer.labels == ("ham", "spam")
     rows = [scorer.row(r, p) for r, p in zip(records, predictions)]
     assert [r["predicted_label"] for r in rows] == ["ham", "spam", "spam", NO_LABEL, "ham", NO_LABEL]
@@ -166,14 +166,14 @@ def test_macro_f1_of_a_sample_averages_over_the_labels_it_holds_or_predicts():
     """A perfect 16-record train sample without a single spam is 1.0, not 0.5 (spam neither
     occurs nor is predicted); a label predicted but absent still counts, as a false positive."""
     records = [{"id": f"L{i}", "messages": [], "completion": c} for i, c in enumerate(["ham", "spam", "eggs"])]
-    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1"), "completion", records)
+    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1", fields=[], style={}), "completion", records)
     ham = [scorer.row({**records[0], "id": f"H{i}"}, "ham") for i in range(16)]
     assert scorer.aggregate(ham)["macro_f1"] == 1.0
     one_wrong = [*ham[:-1], scorer.row({**records[0], "id": "H15"}, "spam")]
     assert scorer.aggregate(one_wrong)["macro_f1"] == pytest.approx((2 * 15 / 31 + 0) / 2)
 
 
-QA = Scorer(ScoreParams(kind="exact", primary="lenient"))
+QA = Scorer(ScoreParams(kind="exact", primary="lenient", fields=[], style={}))
 
 
 def qa(prediction: str, *answers: str) -> dict[str, float]:
@@ -227,21 +227,21 @@ def test_exact_kind_aggregates_every_metric():
     rows = [QA.row(record, "Canberra"), QA.row({**record, "id": "L000002"}, "It is Canberra")]
     assert QA.aggregate(rows) == pytest.approx({"exact": 0.5, "lenient": 1.0, "token_f1": (1 + 0.5) / 2})
     assert metric_names(QA.params) == ["exact", "lenient", "token_f1"]
-    validate(ScoreParams(kind="exact", primary="token_f1"))
+    validate(ScoreParams(kind="exact", primary="token_f1", fields=[], style={}))
 
 
 # --------------------------------------------------------------------------------- validation
 
 def test_primary_must_be_a_per_example_metric_of_the_kind():
     with pytest.raises(TuneproofError, match="score.primary: 'accuracy'.*task_success"):
-        validate(DEMO.__class__(kind="json", primary="accuracy", fields=["intent"]))
-    validate(ScoreParams(kind="label", primary="macro_f1"))  # the corpus metric: compare bootstraps it whole
+        validate(ScoreParams(kind="json", primary="accuracy", fields=["intent"], style={}))
+    validate(ScoreParams(kind="label", primary="macro_f1", fields=[], style={}))  # the corpus metric: compare bootstraps it whole
     with pytest.raises(TuneproofError, match="score.primary: macro_f1 needs class labels"):
-        build_scorer(ScoreParams(kind="exact", primary="macro_f1"), None, [])
+        build_scorer(ScoreParams(kind="exact", primary="macro_f1", fields=[], style={}), None, [])
 
 
 def test_bad_style_regex_and_label_kind_mismatch_are_reported():
     with pytest.raises(TuneproofError, match="score.style.reply: invalid regex"):
-        validate(ScoreParams(kind="json", primary="task_success", style={"reply": "Hi ("}))
+        validate(ScoreParams(kind="json", primary="task_success", fields=[], style={"reply": "Hi ("}))
     with pytest.raises(TuneproofError, match="task.label_field: completion"):
-        build_scorer(ScoreParams(kind="label", primary="accuracy"), "intent", [])
+        build_scorer(ScoreParams(kind="label", primary="accuracy", fields=[], style={}), "intent", [])

@@ -28,9 +28,9 @@ from tuneproof.records import load_records, warn_label_variants
 T = TypeVar("T")
 
 
-def _section(data: dict, cls: type[T], name: str, params_file: str) -> T:
-    """A shared params section when present, else its defaults."""
-    return from_dict(cls, data[name], f"{params_file}: {name}") if name in data else cls()
+def _section(data: dict, cls: type[T], name: str, params_file: str, absent: T) -> T:
+    """A shared params section when present, else `absent` (check-data also runs on a bare file)."""
+    return from_dict(cls, data[name], f"{params_file}: {name}") if name in data else absent
 
 
 def _train_max_length(data: dict, params_file: str) -> int | None:
@@ -48,8 +48,8 @@ def check_data(args: argparse.Namespace) -> int:
     params_file = args.params or PARAMS_FILE
     # Without --params, a missing params.yaml is fine: check-data also runs on a bare file.
     data = read_params(params_file) if args.params or Path(params_file).is_file() else {}
-    task = _section(data, Task, "task", params_file)
-    prompt = _section(data, Prompt, "prompt", params_file)
+    task = _section(data, Task, "task", params_file, Task(label_field=None))
+    prompt = _section(data, Prompt, "prompt", params_file, Prompt(system=None))
     model_dir = args.model or (data.get("paths") or {}).get("base_model")
     if not model_dir:
         raise TuneproofError(f"no model to tokenize with: pass --model DIR or set paths.base_model in {params_file}")

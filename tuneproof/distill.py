@@ -25,7 +25,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Literal, Sequence
 
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_text, sha256_tree, write_json
@@ -33,6 +33,22 @@ from tuneproof.prompting import build_messages
 
 CACHE_DIR = Path(".tuneproof/cache/distill")  # answers already paid for (not a DVC output; kept across runs)
 RETRY_STATUS = {408, 429} | set(range(500, 600))  # rate limits, timeouts and server errors: worth another try
+
+
+@dataclass(frozen=True)
+class DistillParams:
+    """params.yaml `distill` (the optional stage; off while `run` is [])."""
+
+    run: list[Literal["local", "openai"]] = field(default_factory=list)
+    prompts: str | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    retries: int = 4
+    backoff_s: float = 1.0
+    timeout_s: float = 120.0
+    on_failure: Literal["stop", "skip"] = "stop"
 
 
 class RecordFailed(Exception):

@@ -35,11 +35,11 @@ MIN_PREFIX_TOKENS = 8
 
 @dataclass(frozen=True)
 class GenerateParams:
-    """params.yaml `generate:` — how every system (baseline and fine-tune) is decoded."""
+    """params.yaml `generate` — how every system (baseline and fine-tune) is decoded."""
 
-    max_new_tokens: int = 64    # generation stops here or at the end-of-turn token; demo answers are <= ~45 tokens
-    batch_size: int = 16        # prompts decoded together (the weights are read once per step for the whole batch)
-    prefix_cache: bool = True   # compute the prompts' shared opening (system prompt, fixed shots) once
+    max_new_tokens: int = 48
+    batch_size: int = 128
+    prefix_cache: bool = True
 
     def __post_init__(self):
         for key in ("max_new_tokens", "batch_size"):

@@ -42,7 +42,7 @@ import json
 import re
 import unicodedata
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Literal, Sequence
 
 from tuneproof.io import TuneproofError
@@ -61,12 +61,13 @@ CORPUS_METRIC = "macro_f1"  # the one corpus-level metric (tasks with a label); 
 
 @dataclass(frozen=True)
 class ScoreParams:
-    """params.yaml `score:` — how predictions are compared with references."""
+    """params.yaml `score` — how predictions are compared with references. Every key describes
+    the dataset, so none has a default."""
 
-    kind: Literal["exact", "label", "json"] = "json"  # exact (short answer, any reference) | label (class label in free text) | json (JSON object answer)
-    primary: str = "task_success"  # per-example metric that ranks baselines and decides the verdict
-    fields: list[str] = field(default_factory=list)  # json: fields whose value must equal the reference's (case-insensitive)
-    style: dict[str, str] = field(default_factory=dict)  # json: field -> regex its value must fully match (house style)
+    kind: Literal["exact", "label", "json"]
+    primary: str
+    fields: list[str]
+    style: dict[str, str]
 
 
 def metric_names(params: ScoreParams) -> list[str]:
