@@ -52,8 +52,23 @@ def drift(cls: type, loaded, where: str) -> list[str]:
     return found
 
 
+def nested(cls: type) -> set[str]:
+    """Names of `cls` and of the dataclasses its fields hold, at every depth."""
+    hints = typing.get_type_hints(cls)
+    return {cls.__name__}.union(*(nested(hints[f.name]) for f in dataclasses.fields(cls)
+                                  if dataclasses.is_dataclass(hints[f.name])))
+
+
 def test_every_section_has_a_params_class():
     assert set(read_params(ROOT / "params.yaml")) == set(SECTIONS)
+
+
+def test_every_params_class_is_a_section_of_params_yaml():
+    defined = {name for folder in ("tuneproof", "stages") for path in (ROOT / folder).glob("*.py")
+               for name in re.findall(r"^class (\w+Params)\b", path.read_text(encoding="utf-8"), re.M)}
+    reached = set().union(*(nested(find_class(name)) for name in SECTIONS.values()))
+    assert "LoraParams" in reached and defined, "the class search is broken"
+    assert not (defined - reached), f"params classes no params.yaml section loads: {sorted(defined - reached)}"
 
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
