@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.dedup import CLUSTERS_FILE, RECORDS_FILE, DedupParams, dedup_records, main, score_against_truth
+from stages.dedup import main
+from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS
+from tuneproof.deduplicate import DedupParams, dedup_records, score_against_truth
 from tuneproof.demo_data import write_demo
 from tuneproof.io import TuneproofError, write_jsonl
 from tuneproof.records import load_records
@@ -109,7 +111,7 @@ def set_params(project_dir: Path, **changes: dict) -> None:
 
 
 def outputs(project_dir: Path) -> list[Path]:
-    return [project_dir / "data" / "dedup" / RECORDS_FILE, project_dir / "data" / "dedup" / CLUSTERS_FILE,
+    return [project_dir / "data" / "dedup" / DEDUP_RECORDS, project_dir / "data" / "dedup" / DEDUP_CLUSTERS,
             project_dir / "metrics" / "dedup.json"]
 
 
@@ -121,7 +123,7 @@ def test_stage_on_demo_data_finds_planted_duplicates_deterministically(project_d
     assert truth["recall"] >= 0.95 and truth["precision"] >= 0.95, truth
     assert truth["conflicts_flagged"] == truth["conflicts_planted"] > 0
     kept = load_records(project_dir / "data" / "raw" / "support_tickets.jsonl")
-    out = [json.loads(l) for l in (project_dir / "data" / "dedup" / RECORDS_FILE).read_text().splitlines()]
+    out = [json.loads(l) for l in (project_dir / "data" / "dedup" / DEDUP_RECORDS).read_text().splitlines()]
     assert len(out) == metrics["records_out"] < metrics["records_in"] == len(kept)
     assert [r["id"] for r in out] == sorted(r["id"] for r in out)
     assert "recall" in capsys.readouterr().out
@@ -174,7 +176,7 @@ def test_failed_run_leaves_previous_outputs_untouched(project_dir):
     with pytest.raises(TuneproofError, match=r"good.jsonl:2: invalid JSON"):
         main()
     assert [p.read_bytes() for p in outputs(project_dir)] == before
-    assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [CLUSTERS_FILE, RECORDS_FILE]
+    assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [DEDUP_CLUSTERS, DEDUP_RECORDS]
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -210,7 +212,7 @@ def test_console_says_how_many_near_copies_merged_and_conflicts_kept(project_dir
     assert "near-copies merged 1" in out
     assert "kept 2 records in 1 near-copy conflict (alike prompts, different answers" in out
     assert "'What is the capital city of the country Guinea-Bissau?' -> 'Bissau'  vs  L000002" in out
-    clusters = json.loads((project_dir / "data" / "dedup" / CLUSTERS_FILE).read_text())
+    clusters = json.loads((project_dir / "data" / "dedup" / DEDUP_CLUSTERS).read_text())
     assert [c["reason"] for c in clusters] == ["near_conflict", "near"]
 
 

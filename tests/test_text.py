@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages.dedup import DedupParams, dedup_records
+from tuneproof.deduplicate import DedupParams, dedup_records
 from tuneproof.contamination import max_jaccard
 from tuneproof.scoring import extract_label
 from tuneproof.text import normalise

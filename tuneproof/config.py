@@ -1,5 +1,5 @@
 """Params sections shared by several stages (paths, task, prompt), and the names of the
-provenance files that cross a stage boundary. Stage-specific sections are declared beside
+files that cross a stage boundary. Stage-specific sections are declared beside
 their stage (the train section: tuneproof.train_config)."""
 
 from __future__ import annotations
@@ -16,6 +16,17 @@ INPUTS = ("raw", "production")  # the user's files: never an output path
 # Provenance files that cross a stage boundary, by name inside a paths.* folder.
 SOURCE_INFO = "tuneproof_source.json"  # in <paths.base_model>: where base_model got the weights (read by train)
 ADAPTER_INFO = "tuneproof_train.json"  # in <paths.adapter>: train's resolved params, base model, data hashes
+
+# Data files that cross a stage boundary.
+DEDUP_RECORDS = "records.jsonl"   # in <paths.dedup>: the canonical records dedup kept (read by split)
+DEDUP_CLUSTERS = "clusters.json"  # in <paths.dedup>: every merged group, for people to check
+SPLITS = ("train", "val", "test")  # in <paths.split>: one split_file(name) each (read by baseline, train, evaluate, compare)
+SPLIT_AUDIT = "audit.json"        # in <paths.split>: split's contamination audit (compare reuses its measure)
+
+
+def split_file(name: str) -> str:
+    """File name of split `name` (one of SPLITS) inside <paths.split>."""
+    return f"{name}.jsonl"
 
 
 @dataclass(frozen=True)
