@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from stages import split as split_stage
+from tuneproof import splitting
 from tuneproof.config import SPLITS
 from tuneproof.leak_audit import audit_error, audit_split
 from tuneproof.splitting import SplitParams, assign_splits, leak_groups, size_warnings, split_records, split_targets
@@ -293,8 +294,8 @@ def test_main_writes_nothing_when_the_audit_fails(project_dir, monkeypatch):
     records.append(record(101, edited_copy(TICKET)))
     write_dedup_records(project_dir, records)
     # Grouping would keep the pair together; force it apart to simulate a leak grouping missed.
-    monkeypatch.setattr(split_stage, "leak_groups", lambda texts, *args: list(range(len(texts))))
-    monkeypatch.setattr(split_stage, "assign_splits",
+    monkeypatch.setattr(splitting, "leak_groups", lambda texts, *args: list(range(len(texts))))
+    monkeypatch.setattr(splitting, "assign_splits",
                         lambda labels, *args, **kwargs: ["test"] + ["val"] * 10 + ["train"] * (len(labels) - 11))
     with pytest.raises(TuneproofError, match="contamination audit failed") as err:
         split_stage.main()

@@ -67,7 +67,7 @@ def validate(params: SplitParams, params_file: str | Path = PARAMS_FILE) -> None
             params_file)
     for key in ("group_threshold", "audit_threshold", "audit_completion_threshold"):
         value = getattr(params, key)
-        require(value is None or 0.0 < value <= 1.0, f"split.{key}", value, "a similarity in (0, 1]", params_file)
+        require(value is None or 0.0 < value <= 1.0, f"split.{key}", value, "a Jaccard similarity in (0, 1]", params_file)
     require(params.group_max_size is None or params.group_max_size >= 2, "split.group_max_size",
             params.group_max_size, "2 or more records, or null for no cap", params_file)
     for key in ("shingle_size", "num_perm", "audit_ngram", "audit_top"):
