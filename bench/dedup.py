@@ -11,7 +11,7 @@ weights (tuneproof.neardup.LSH_WEIGHTS), so only the way of computing differs:
     shingle, `lsh.query()`, confirm each candidate with `MinHash.jaccard`, then `lsh.insert()`.
 The naive loop is slow, so by default it runs on a prefix of the records, and the stage is timed on
 that same prefix too; the speed-up is records/s vs records/s on identical input. Recall/precision
-are measured on the planted duplicates (stages.dedup.score_against_truth) of each run's records.
+are measured on the planted duplicates (tuneproof.deduplicate.score_against_truth) of each run's records.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.dedup import score_against_truth  # noqa: E402
+from tuneproof.deduplicate import score_against_truth  # noqa: E402
 from tuneproof.demo_data import benchmark_records  # noqa: E402
 from tuneproof.neardup import LSH_WEIGHTS, find_near_duplicates, shingles  # noqa: E402
 from tuneproof.text import normalise  # noqa: E402

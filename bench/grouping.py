@@ -35,12 +35,13 @@ from scipy.cluster.hierarchy import fcluster, linkage  # noqa: E402
 from scipy.sparse.csgraph import connected_components  # noqa: E402
 from scipy.sparse import coo_matrix  # noqa: E402
 
-from stages.dedup import DedupParams, dedup_records  # noqa: E402
-from stages.split import SplitParams, assign_splits, audit_split, leak_groups, leak_text, split_records  # noqa: E402
 from tuneproof.contamination import char_ngrams  # noqa: E402
+from tuneproof.deduplicate import DedupParams, dedup_records  # noqa: E402
+from tuneproof.leak_audit import audit_split  # noqa: E402
 from tuneproof.params import load_section  # noqa: E402
-from tuneproof.records import load_records  # noqa: E402
+from tuneproof.records import leak_text, load_records  # noqa: E402
 from tuneproof.similar import similar_pairs, tfidf_vectors  # noqa: E402
+from tuneproof.splitting import SplitParams, assign_splits, leak_groups, split_records  # noqa: E402
 
 DATASETS = Path("/work/shared/datasets")
 LABEL_FIELD = {"banking77": "completion", "sms_spam": "completion", "efficientqa": None}  # README's task.label_field
@@ -161,7 +162,7 @@ def audit_catches(texts: list[str], planted) -> float:
 
 
 def real_data(name: str, params: SplitParams) -> str:
-    records = dedup_records(load_records(DATASETS / name / "data.jsonl"), DedupParams()).records
+    records = dedup_records(load_records(DATASETS / name / "data.jsonl"), DedupParams(truth=None)).records
     result = split_records(records, params, LABEL_FIELD[name])
     where = {id(r): s for s, rs in result.splits.items() for r in rs}
     straddle = sum(where[id(records[i])] != where[id(records[j])]

@@ -1,22 +1,10 @@
 """Stage `dedup`: validate the raw JSONL and drop exact, conflicting and near-duplicate records.
 
-    python -m stages.dedup      # reads params.yaml: dedup, paths.raw, paths.dedup, paths.metrics
+    python -m stages.dedup      # reads params.yaml: dedup, task.label_field, paths.raw, paths.dedup, paths.metrics
 
-Steps, all on `tuneproof.text.normalise`d prompt text (NFKC, no format characters, look-alikes mapped, casefold, no punctuation):
-  1. load and validate `paths.raw` (`tuneproof.records.load_records`): a bad line stops the stage
-     with `file:line: what is wrong`, before anything is written.
-  2. exact duplicates: the same normalised prompt and the same completion (whitespace collapsed;
-     case and punctuation of a completion matter, it is the training target). The lowest line is kept.
-  3. conflicts: the same normalised prompt with different completions. `dedup.conflicts` says
-     whether to drop the whole group (`drop_all`: no one knows which answer is right) or keep
-     its lowest line (`keep_first`). Every conflict is reported.
-  4. near duplicates among what is left: MinHash LSH candidates on word shingles of the prompt,
-     confirmed by exact Jaccard >= `dedup.threshold`, merged transitively
-     (`tuneproof.neardup.find_near_duplicates`). Within a group only records with the same
-     completion are copies: each distinct completion keeps its lowest line. A group with several
-     completions is a near conflict ("capital of Guinea-Bissau?" -> Bissau, "capital of Guinea?"
-     -> Conakry): all its answers are kept and listed, never dropped as copies (split then
-     usually puts them in one leak group).
+Loads and validates `paths.raw` (`tuneproof.records.load_records`): a bad line stops the stage
+with `file:line: what is wrong`, before anything is written. The rules are in
+`tuneproof.deduplicate`.
 
 Outputs: `<paths.dedup>/records.jsonl` (canonical records, raw line order),
 `<paths.dedup>/clusters.json` (every merged group: reason, kept id, dropped ids, similarity) and
@@ -26,227 +14,13 @@ duplicates for this raw file, recall and precision as defined in `score_against_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
-
 from tuneproof.cli_util import run_main
-from tuneproof.config import Paths, Task
-from tuneproof.io import TuneproofError, atomic_files, read_json, remove_outputs, sha256_file, write_json, write_jsonl
-from tuneproof.neardup import find_near_duplicates, jaccard, shingles
-from tuneproof.params import load_section, require
-from tuneproof.records import load_records, prompt_text, warn_label_variants
-from tuneproof.text import excerpt, normalise
-
-RECORDS_FILE = "records.jsonl"
-CLUSTERS_FILE = "clusters.json"
-
-
-@dataclass(frozen=True)
-class DedupParams:
-    threshold: float = 0.7  # near-duplicate when the exact Jaccard of the prompts' word-shingle sets is >= this
-    shingle_size: int = 3  # words per shingle (texts shorter than this are one shingle)
-    num_perm: int = 128  # MinHash permutations for the LSH candidate search (more = fewer missed pairs, slower)
-    seed: int = 1  # MinHash permutation seed
-    conflicts: Literal["drop_all", "keep_first"] = "drop_all"  # same prompt, different completions: drop the group or keep its first line
-    truth: str | None = None  # ground truth of planted duplicates (JSON from tuneproof.demo_data) for recall/precision; null for your own data
-
-
-@dataclass(frozen=True)
-class DedupResult:
-    records: list[dict]  # the canonical records kept, in raw line order
-    clusters: list[dict]  # every merged group (see dedup_records)
-    metrics: dict  # counts
-
-
-def _completion_key(completion: str) -> str:
-    return " ".join(completion.split())
-
-
-def dedup_records(records: list[dict], params: DedupParams) -> DedupResult:
-    """Drop exact duplicates, conflicts and near duplicates (module docstring); deterministic.
-
-    Each cluster is `{"reason": "exact"|"conflict"|"near"|"near_conflict", "kept": id or None,
-    "dropped": [ids], "similarity": {dropped id: Jaccard of its prompt shingles with the kept prompt}}`
-    (+ `"completions"`: distinct completions in a conflict or near group). A near_conflict drops
-    nothing: `"conflicting"` lists the ids kept beside `kept`, one per other completion, and
-    `"similarity"` their Jaccard with `kept`. Lists follow line order.
-    """
-    if params.conflicts not in ("drop_all", "keep_first"):
-        raise TuneproofError(f"dedup.conflicts is {params.conflicts!r}; use drop_all or keep_first")
-    if not 0.0 < params.threshold <= 1.0:
-        raise TuneproofError(f"dedup.threshold is {params.threshold}; use a Jaccard similarity in (0, 1]")
-    normalised = [normalise(prompt_text(r)) for r in records]
-    by_prompt: dict[str, list[int]] = {}
-    for index, key in enumerate(normalised):
-        by_prompt.setdefault(key, []).append(index)
-
-    clusters: list[dict] = []
-    survivors: list[int] = []
-    exact_dropped = conflict_dropped = conflict_groups = 0
-    for members in by_prompt.values():  # dict order = first occurrence = line order
-        completions = list(dict.fromkeys(_completion_key(records[i]["completion"]) for i in members))
-        if len(completions) == 1:
-            survivors.append(members[0])
-            if len(members) > 1:
-                exact_dropped += len(members) - 1
-                clusters.append(_cluster("exact", records, members[0], members[1:],
-                                         [1.0] * (len(members) - 1)))
-            continue
-        conflict_groups += 1
-        kept = members[0] if params.conflicts == "keep_first" else None
-        dropped = members[1:] if kept is not None else members
-        conflict_dropped += len(dropped)
-        clusters.append({**_cluster("conflict", records, kept, dropped, [1.0] * len(dropped)),
-                         "completions": len(completions)})
-        if kept is not None:
-            survivors.append(kept)
-    survivors.sort()
-
-    near = find_near_duplicates([normalised[i] for i in survivors], params.threshold,
-                                params.shingle_size, params.num_perm, params.seed)
-    dropped_near: set[int] = set()
-    near_conflicts = 0
-    for group in near.clusters:
-        members = [survivors[i] for i in group]  # sorted: survivors are in line order
-        by_answer: dict[str, list[int]] = {}
-        for i in members:
-            by_answer.setdefault(_completion_key(records[i]["completion"]), []).append(i)
-        # Only copies with the same answer merge: "capital of Guinea-Bissau?" -> Bissau is no copy
-        # of "capital of Guinea?" -> Conakry. Each answer keeps its lowest line.
-        for same in by_answer.values():
-            if len(same) > 1:
-                clusters.append({**_cluster("near", records, same[0], same[1:], _similarities(normalised, same, params)),
-                                 "completions": 1})
-                dropped_near.update(same[1:])
-        if len(by_answer) > 1:
-            near_conflicts += 1
-            kept = [same[0] for same in by_answer.values()]
-            clusters.append({**_cluster("near_conflict", records, kept[0], [], []),
-                             "conflicting": [records[i]["id"] for i in kept[1:]],
-                             "similarity": dict(zip((records[i]["id"] for i in kept[1:]),
-                                                    _similarities(normalised, kept, params))),
-                             "completions": len(kept)})
-
-    clusters.sort(key=lambda c: (c["kept"] or c["dropped"][0], c["reason"]))
-    kept_records = [records[i] for i in survivors if i not in dropped_near]
-    metrics = {
-        "records_in": len(records), "records_out": len(kept_records),
-        "exact_dropped": exact_dropped, "conflict_groups": conflict_groups, "conflict_dropped": conflict_dropped,
-        "near_dropped": len(dropped_near), "near_clusters": len(near.clusters),
-        # near-copy prompts with different answers: all kept (one per answer) and listed as conflicts
-        "near_conflicts": near_conflicts,
-        "near_conflict_records": sum(1 + len(c["conflicting"]) for c in clusters if c["reason"] == "near_conflict"),
-        "near_pairs_checked": near.candidates,  # LSH candidate pairs whose exact Jaccard was computed
-    }
-    return DedupResult(kept_records, clusters, metrics)
-
-
-def _similarities(normalised: list[str], members: list[int], params: DedupParams) -> list[float]:
-    """Shingle Jaccard of each of members[1:] with members[0]'s prompt."""
-    first = set(shingles(normalised[members[0]], params.shingle_size))
-    return [jaccard(first, set(shingles(normalised[i], params.shingle_size))) for i in members[1:]]
-
-
-def _cluster(reason: str, records: list[dict], kept: int | None, dropped: list[int], sims: list[float]) -> dict:
-    return {"reason": reason, "kept": None if kept is None else records[kept]["id"],
-            "dropped": [records[i]["id"] for i in dropped],
-            "similarity": {records[i]["id"]: round(s, 4) for i, s in zip(dropped, sims)}}
-
-
-CONFLICT_EXAMPLES = 3  # near conflicts shown on the console (all are in clusters.json)
-EXCERPT_CHARS = 60     # characters of each prompt and answer shown
-
-
-def conflict_summary(records: list[dict], clusters: list[dict], metrics: dict) -> list[str]:
-    """Console lines on near-copy prompts with different answers: how many were kept, a few examples."""
-    if not metrics["near_conflicts"]:
-        return []
-    by_id = {r["id"]: r for r in records}
-
-    def show(record_id: str) -> str:
-        record = by_id[record_id]
-        return f"{record_id} {excerpt(prompt_text(record), EXCERPT_CHARS)!r} -> {excerpt(record['completion'], EXCERPT_CHARS)!r}"
-
-    lines = [f"dedup: kept {metrics['near_conflict_records']} records in {metrics['near_conflicts']} near-copy "
-             f"conflict{'s' if metrics['near_conflicts'] != 1 else ''} (alike prompts, different answers; listed as near_conflict in clusters.json), e.g.:"]
-    for cluster in [c for c in clusters if c["reason"] == "near_conflict"][:CONFLICT_EXAMPLES]:
-        lines.append("  " + "  vs  ".join(show(i) for i in [cluster["kept"], *cluster["conflicting"]][:2]))
-    return lines
-
-
-def line_of(record_id: str) -> int:
-    """Raw line number of a canonical record id ("L000012" -> 12)."""
-    return int(record_id[1:])
-
-
-def score_against_truth(clusters: list[dict], truth: dict) -> dict:
-    """Recall and precision of the exact + near dropping against planted duplicates.
-
-    Truth groups (`demo_data.plant_duplicates`) of kind exact/near hold an original line and its
-    planted copies; each group should lose all but one record, so `should_drop = sum(|group| - 1)`.
-    A record dropped as exact or near is a TRUE drop when the record finally kept in its place
-    (following exact -> near merges) is in the same truth group.
-      recall    = true drops / should_drop          (planted copies found)
-      precision = true drops / records dropped as exact or near   (drops that were planted copies)
-    Conflicts are scored apart: a planted conflict group counts as flagged when all its lines are
-    in conflict clusters.
-    """
-    group_of: dict[int, int] = {}
-    should_drop = {"exact": 0, "near": 0}
-    for g_index, group in enumerate(truth["groups"]):
-        if group["kind"] in should_drop:
-            lines = [group["original"], *group["duplicates"]]
-            group_of.update((line, g_index) for line in lines)
-            should_drop[group["kind"]] += len(lines) - 1
-    merged_into = {line_of(d): line_of(c["kept"]) for c in clusters if c["reason"] in ("exact", "near")
-                   for d in c["dropped"]}
-
-    def representative(line: int) -> int:
-        while line in merged_into:
-            line = merged_into[line]
-        return line
-
-    dropped = list(merged_into)
-    true_drops = {"exact": 0, "near": 0}
-    for line in dropped:
-        if line in group_of and group_of.get(representative(line)) == group_of[line]:
-            true_drops[truth["groups"][group_of[line]]["kind"]] += 1
-    total_true, total_should = sum(true_drops.values()), sum(should_drop.values())
-    conflict_lines = {line_of(i) for c in clusters if c["reason"] == "conflict"
-                      for i in [*c["dropped"], *([c["kept"]] if c["kept"] else [])]}
-    planted_conflicts = [g for g in truth["groups"] if g["kind"] == "conflict"]
-    flagged = sum(1 for g in planted_conflicts if {g["original"], *g["duplicates"]} <= conflict_lines)
-    return {
-        "should_drop": total_should, "dropped": len(dropped), "true_drops": total_true,
-        "recall": round(total_true / total_should, 4) if total_should else 1.0,
-        "precision": round(total_true / len(dropped), 4) if dropped else 1.0,
-        # recall on each kind of planted group (an edited copy may be caught as exact after normalising)
-        **{f"recall_{kind}": round(true_drops[kind] / n, 4) if n else 1.0 for kind, n in should_drop.items()},
-        "conflicts_planted": len(planted_conflicts), "conflicts_flagged": flagged,
-    }
-
-
-def load_truth(truth_path: str | Path, raw_path: str | Path) -> dict | None:
-    """The planted-duplicate ground truth, or None (with a note) when it describes another raw file."""
-    truth_path = Path(truth_path)
-    if not truth_path.is_file():
-        raise TuneproofError(f"dedup.truth: {truth_path} not found; set dedup.truth: null unless your "
-                             "data comes with planted-duplicate ground truth")
-    truth = read_json(truth_path)
-    if truth.get("raw_sha256") != sha256_file(raw_path):
-        print(f"dedup: {truth_path} describes a different file than {raw_path}; recall/precision skipped "
-              "(set dedup.truth: null for your own data)")
-        return None
-    return truth
-
-
-def validate(params: DedupParams, params_file: str = "params.yaml") -> None:
-    require(0.0 < params.threshold <= 1.0, "dedup.threshold", params.threshold,
-            "a Jaccard similarity in (0, 1] (1.0: identical shingle sets only)", params_file)
-    require(params.shingle_size >= 1, "dedup.shingle_size", params.shingle_size, "a positive number of words", params_file)
-    require(params.num_perm >= 2, "dedup.num_perm", params.num_perm, "at least 2 permutations (128 is usual)", params_file)
-    require(params.seed >= 0, "dedup.seed", params.seed, "a seed of 0 or more", params_file)
+from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS, Paths, Task
+from tuneproof.deduplicate import (DedupParams, conflict_summary, dedup_records, load_truth, score_against_truth,
+                                   summary, validate)
+from tuneproof.io import atomic_files, remove_outputs, write_json, write_jsonl
+from tuneproof.params import load_section
+from tuneproof.records import load_records, warn_label_variants
 
 
 def main(params_file: str = "params.yaml") -> None:
@@ -264,16 +38,11 @@ def main(params_file: str = "params.yaml") -> None:
     # are replaced together (other files there, such as DVC's .gitignore, are left alone).
     out_dir, metrics_file = paths.output("dedup"), paths.metrics_file("dedup")  # both checked before any removal
     remove_outputs([metrics_file])
-    with atomic_files(out_dir, [RECORDS_FILE, CLUSTERS_FILE]) as out:
-        write_jsonl(out / RECORDS_FILE, result.records)
-        write_json(out / CLUSTERS_FILE, result.clusters)
+    with atomic_files(out_dir, [DEDUP_RECORDS, DEDUP_CLUSTERS]) as out:
+        write_jsonl(out / DEDUP_RECORDS, result.records)
+        write_json(out / DEDUP_CLUSTERS, result.clusters)
     write_json(metrics_file, metrics)
-    summary = (f"dedup: {metrics['records_in']} -> {metrics['records_out']} records "
-               f"(exact {metrics['exact_dropped']}, near-copies merged {metrics['near_dropped']}, "
-               f"conflicts {metrics['conflict_groups']} groups / {metrics['conflict_dropped']} dropped)")
-    if "truth" in metrics:
-        summary += f"; planted duplicates: recall {metrics['truth']['recall']}, precision {metrics['truth']['precision']}"
-    print(summary)
+    print(summary(metrics))
     for line in conflict_summary(records, result.clusters, metrics):
         print(line)
 

@@ -223,7 +223,7 @@ SPLIT_PARAMS = range_cases("split", [
     ("val_ratio", "ten percent", "expected a number"),
     ("test_ratio", 0.0, "strictly between 0 and 1"),
     ("test_ratio", 1.2, "strictly between 0 and 1"),
-    ("test_ratio", 0.9, "= 1.05; they must leave a share for train"),  # with val_ratio 0.15: nothing left for train
+    ("test_ratio", 0.9, "is 1.05; use ratios that leave a share for train"),  # with val_ratio 0.15: nothing left for train
     ("group_threshold", 0.0, r"Jaccard similarity in \(0, 1\]"),
     ("group_threshold", 1.5, r"Jaccard similarity in \(0, 1\]"),
     ("group_measure", "cosine", "is not one of 'shingles', 'tfidf'"),

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.dedup import CLUSTERS_FILE, RECORDS_FILE, DedupParams, dedup_records, main, score_against_truth
+from stages.dedup import main
+from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS
+from tuneproof.deduplicate import DedupParams, dedup_records, score_against_truth
 from tuneproof.demo_data import write_demo
 from tuneproof.io import TuneproofError, write_jsonl
 from tuneproof.records import load_records
@@ -34,7 +36,7 @@ def test_exact_conflict_and_near_duplicates():
         rec(7, "Please cancel my subscription, I do not use it any more.", "cancel  "),  # exact (whitespace)
         rec(8, "Completely different: my card was declined at checkout twice today.", "pay"),
     ]
-    params = DedupParams(threshold=0.7, shingle_size=3, num_perm=128)
+    params = DedupParams(truth=None, threshold=0.7, shingle_size=3, num_perm=128)
     result = dedup_records(records, params)
     assert [r["id"] for r in result.records] == ["L000001", "L000002", "L000008"]
     assert result.clusters == [
@@ -49,7 +51,7 @@ def test_exact_conflict_and_near_duplicates():
     assert result.metrics["conflict_groups"] == 1 and result.metrics["conflict_dropped"] == 2
     assert result.metrics["records_in"] == 8 and result.metrics["records_out"] == 3
 
-    keep_first = dedup_records(records, DedupParams(conflicts="keep_first"))
+    keep_first = dedup_records(records, DedupParams(truth=None, conflicts="keep_first"))
     assert [r["id"] for r in keep_first.records] == ["L000001", "L000002", "L000004", "L000008"]
     conflict = [c for c in keep_first.clusters if c["reason"] == "conflict"]
     assert conflict[0]["kept"] == "L000004" and conflict[0]["dropped"] == ["L000005"]
@@ -62,7 +64,7 @@ def test_near_copies_with_different_answers_are_kept_and_listed_as_conflicts():
                rec(4, LONG.replace("monday", "sunday"), "x"),  # a copy of line 2, same answer
                rec(5, "What is the capital city of the country Guinea-Bissau?", "Bissau"),
                rec(6, "What is the capital city of the country Guinea?", "Conakry")]
-    result = dedup_records(records, DedupParams())
+    result = dedup_records(records, DedupParams(truth=None))
     assert [r["id"] for r in result.records] == ["L000001", "L000002", "L000003", "L000005", "L000006"]
     near = [c for c in result.clusters if c["reason"] == "near"]
     assert [(c["kept"], c["dropped"]) for c in near] == [("L000002", ["L000004"])]
@@ -75,7 +77,7 @@ def test_near_copies_with_different_answers_are_kept_and_listed_as_conflicts():
 
 def test_bad_params_are_rejected():
     with pytest.raises(TuneproofError, match="dedup.threshold"):
-        dedup_records([rec(1, "a")], DedupParams(threshold=0.0))
+        dedup_records([rec(1, "a")], DedupParams(truth=None, threshold=0.0))
 
 
 def test_score_against_truth_counts_true_and_false_drops():
@@ -109,7 +111,7 @@ def set_params(project_dir: Path, **changes: dict) -> None:
 
 
 def outputs(project_dir: Path) -> list[Path]:
-    return [project_dir / "data" / "dedup" / RECORDS_FILE, project_dir / "data" / "dedup" / CLUSTERS_FILE,
+    return [project_dir / "data" / "dedup" / DEDUP_RECORDS, project_dir / "data" / "dedup" / DEDUP_CLUSTERS,
             project_dir / "metrics" / "dedup.json"]
 
 
@@ -121,7 +123,7 @@ def test_stage_on_demo_data_finds_planted_duplicates_deterministically(project_d
     assert truth["recall"] >= 0.95 and truth["precision"] >= 0.95, truth
     assert truth["conflicts_flagged"] == truth["conflicts_planted"] > 0
     kept = load_records(project_dir / "data" / "raw" / "support_tickets.jsonl")
-    out = [json.loads(l) for l in (project_dir / "data" / "dedup" / RECORDS_FILE).read_text().splitlines()]
+    out = [json.loads(l) for l in (project_dir / "data" / "dedup" / DEDUP_RECORDS).read_text().splitlines()]
     assert len(out) == metrics["records_out"] < metrics["records_in"] == len(kept)
     assert [r["id"] for r in out] == sorted(r["id"] for r in out)
     assert "recall" in capsys.readouterr().out
@@ -174,7 +176,7 @@ def test_failed_run_leaves_previous_outputs_untouched(project_dir):
     with pytest.raises(TuneproofError, match=r"good.jsonl:2: invalid JSON"):
         main()
     assert [p.read_bytes() for p in outputs(project_dir)] == before
-    assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [CLUSTERS_FILE, RECORDS_FILE]
+    assert sorted(p.name for p in (project_dir / "data" / "dedup").iterdir()) == [DEDUP_CLUSTERS, DEDUP_RECORDS]
 
 
 @pytest.mark.parametrize("key,value,message", [
@@ -210,7 +212,7 @@ def test_console_says_how_many_near_copies_merged_and_conflicts_kept(project_dir
     assert "near-copies merged 1" in out
     assert "kept 2 records in 1 near-copy conflict (alike prompts, different answers" in out
     assert "'What is the capital city of the country Guinea-Bissau?' -> 'Bissau'  vs  L000002" in out
-    clusters = json.loads((project_dir / "data" / "dedup" / CLUSTERS_FILE).read_text())
+    clusters = json.loads((project_dir / "data" / "dedup" / DEDUP_CLUSTERS).read_text())
     assert [c["reason"] for c in clusters] == ["near_conflict", "near"]
 
 

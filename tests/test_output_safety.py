@@ -16,7 +16,7 @@ import pytest
 from stages import dedup, train
 from tuneproof import checkpoints
 from tuneproof.cli import main as cli_main
-from tuneproof.config import Paths
+from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS, Paths
 from tuneproof.io import TMP_MARK, TuneproofError, atomic_files, atomic_path, write_jsonl, write_text
 from tuneproof.params import load_section
 
@@ -67,7 +67,7 @@ def test_dedup_into_a_shared_folder_leaves_the_rest_of_it(dedup_project):
     raw = (dedup_project / "data" / "raw" / "mine.jsonl").read_bytes()
     dedup.main()
     assert (dedup_project / "data" / "raw" / "mine.jsonl").read_bytes() == raw
-    assert (dedup_project / "data" / dedup.RECORDS_FILE).is_file()
+    assert (dedup_project / "data" / DEDUP_RECORDS).is_file()
 
 
 def test_direct_run_keeps_dvc_gitignore_and_leaves_no_temp_folder(dedup_project):
@@ -76,7 +76,7 @@ def test_direct_run_keeps_dvc_gitignore_and_leaves_no_temp_folder(dedup_project)
     (out / ".gitignore").write_text("/records.jsonl\n/clusters.json\n")
     dedup.main()
     dedup.main()
-    assert sorted(p.name for p in out.iterdir()) == [".gitignore", dedup.CLUSTERS_FILE, dedup.RECORDS_FILE]
+    assert sorted(p.name for p in out.iterdir()) == [".gitignore", DEDUP_CLUSTERS, DEDUP_RECORDS]
     assert not list(dedup_project.rglob(f"*{TMP_MARK}*"))
 
 

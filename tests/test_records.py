@@ -41,8 +41,8 @@ def test_chat_format_and_prompt_text(tmp_path):
 
 
 def test_references_are_kept_beside_the_completion_through_dedup_and_split(tmp_path):
-    from stages.dedup import DedupParams, dedup_records
-    from stages.split import SplitParams, split_records
+    from tuneproof.deduplicate import DedupParams, dedup_records
+    from tuneproof.splitting import SplitParams, split_records
 
     refs = ["6 geese a-laying", "six geese a-laying"]
     lines = [json.dumps({"prompt": f"question number {i} about item {i * 7}", "completion": refs[0], "references": refs})

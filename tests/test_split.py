@@ -1,4 +1,4 @@
-"""stages.split: leak groups never straddle, stratification, determinism, small classes, the
+"""stages.split and tuneproof.splitting: leak groups never straddle, stratification, determinism, small classes, the
 contamination audit (leak found and named, distinct pairs pass) and the stage's outputs."""
 
 from __future__ import annotations
@@ -13,15 +13,10 @@ import pytest
 import yaml
 
 from stages import split as split_stage
-from stages.split import (
-    SPLITS,
-    SplitParams,
-    assign_splits,
-    audit_split,
-    leak_groups,
-    split_records,
-    split_targets,
-)
+from tuneproof import splitting
+from tuneproof.config import SPLITS
+from tuneproof.leak_audit import audit_error, audit_split
+from tuneproof.splitting import SplitParams, assign_splits, leak_groups, size_warnings, split_records, split_targets
 from tuneproof.io import TuneproofError, read_json, sha256_file
 from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 
@@ -212,7 +207,7 @@ def test_audit_fails_on_a_planted_leak_and_names_the_pair():
     worst = report["prompt"]["worst"][0]
     assert (worst["id"], worst["split"], worst["train_id"]) == (leaked["id"], "test", "L000099")
     assert worst["score"] >= 0.8
-    message = str(split_stage.audit_error(report))
+    message = str(audit_error(report))
     assert "test L000048 ~ train L000099" in message
     assert leaked["messages"][0]["content"][:30] in message and copy["messages"][0]["content"][:30] in message
 
@@ -244,7 +239,7 @@ def test_shared_completion_is_legitimate_for_label_tasks_only():
     assert labelled["pass"] and labelled["completion"]["max"] == 1.0
     generative = audit({"train": train, "val": [], "test": test}, check_completions=True)
     assert not generative["pass"] and generative["completion"]["leaks"] == 1
-    assert "completion test L000002 ~ train L000001" in str(split_stage.audit_error(generative))
+    assert "completion test L000002 ~ train L000001" in str(audit_error(generative))
 
 
 # ---------------------------------------------------------------- the stage
@@ -299,8 +294,8 @@ def test_main_writes_nothing_when_the_audit_fails(project_dir, monkeypatch):
     records.append(record(101, edited_copy(TICKET)))
     write_dedup_records(project_dir, records)
     # Grouping would keep the pair together; force it apart to simulate a leak grouping missed.
-    monkeypatch.setattr(split_stage, "leak_groups", lambda texts, *args: list(range(len(texts))))
-    monkeypatch.setattr(split_stage, "assign_splits",
+    monkeypatch.setattr(splitting, "leak_groups", lambda texts, *args: list(range(len(texts))))
+    monkeypatch.setattr(splitting, "assign_splits",
                         lambda labels, *args, **kwargs: ["test"] + ["val"] * 10 + ["train"] * (len(labels) - 11))
     with pytest.raises(TuneproofError, match="contamination audit failed") as err:
         split_stage.main()
@@ -340,12 +335,12 @@ def test_split_warns_on_a_tiny_test_set_and_a_giant_leak_group():
     """A real 243-record capitals set once split 238/2/1 in silence: one template group swallowed it."""
     metrics = {"records": {"train": 238, "val": 2, "test": 1, "total": 241},
                "groups": {"largest": 237}}
-    warnings = split_stage.size_warnings(metrics)
+    warnings = size_warnings(metrics)
     assert len(warnings) == 3
     assert warnings[0].startswith("val has only 2 records") and "test has only 1 records" in warnings[1]
     assert "no verdict can be earned" in warnings[1] and "one leak group holds 237 of 241" in warnings[2]
     fine = {"records": {"train": 800, "val": 100, "test": 100, "total": 1000}, "groups": {"largest": 3}}
-    assert split_stage.size_warnings(fine) == []
+    assert size_warnings(fine) == []
 
 
 def test_different_questions_sharing_a_short_answer_are_no_leak():
@@ -359,13 +354,13 @@ def test_different_questions_sharing_a_short_answer_are_no_leak():
              rec(3, "who wrote the novel about a white whale", "Herman Melville wrote it in the year 1851 in New York")]
     test = [rec(10, "in what year was the laser first demonstrated", "1960"),
             rec(11, "where is the headquarters of the un located", "United States")]
-    report = split_stage.audit_split({"train": train, "val": [], "test": test}, 5, 0.8, 0.9, 20)
+    report = audit_split({"train": train, "val": [], "test": test}, 5, 0.8, 0.9, 20)
     assert report["pass"] and report["completion"]["excused"] == 2 and report["completion"]["leaks"] == 0
     copied = [rec(12, "name the book with captain ahab", "Herman Melville wrote it in the year 1851 in New York"),
               rec(13, "when did the first weather satellite launch?", "1960")]
-    report = split_stage.audit_split({"train": train, "val": [], "test": copied}, 5, 0.99, 0.9, 20)
+    report = audit_split({"train": train, "val": [], "test": copied}, 5, 0.99, 0.9, 20)
     assert not report["pass"] and report["completion"]["leaks"] == 2
-    message = str(split_stage.audit_error(report))
+    message = str(audit_error(report))
     assert "split.audit_completion_threshold: null" in message
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from stages.dedup import DedupParams, dedup_records
+from tuneproof.deduplicate import DedupParams, dedup_records
 from tuneproof.contamination import max_jaccard
 from tuneproof.scoring import extract_label
 from tuneproof.text import normalise
@@ -37,7 +37,7 @@ def test_dedup_and_the_audit_see_through_invisible_edits():
     records = [{"id": f"L{i:06d}", "messages": [{"role": "user", "content": text}], "completion": "refund"}
                for i, text in enumerate([PROMPT, *(hidden(PROMPT, mark, every) for mark in INVISIBLE
                                                     for every in (2, 3, 4, 5, 6, 7))], 1)]
-    result = dedup_records(records, DedupParams(threshold=0.7, shingle_size=3, num_perm=128))
+    result = dedup_records(records, DedupParams(truth=None, threshold=0.7, shingle_size=3, num_perm=128))
     assert [r["id"] for r in result.records] == ["L000001"]  # every hidden copy is an exact duplicate
     assert max_jaccard([hidden(PROMPT, "\u200b")], [PROMPT], 5)[0][0] == 1.0  # the split audit
 

@@ -2,7 +2,8 @@
 several stages; base_model, baseline, evaluate, probe), and the names of the provenance files
 that cross a stage boundary. Other sections are declared beside the code that reads them:
 train (tuneproof.train_config), generate (tuneproof.generation), score (tuneproof.scoring),
-distill (tuneproof.distill), compare.drift (tuneproof.drift).
+distill (tuneproof.distill), dedup (tuneproof.deduplicate), split (tuneproof.splitting),
+compare.drift (tuneproof.drift). The files that cross a stage boundary are named here too.
 
 params.yaml documents every key and gives every default (tests/test_params_defaults.py holds the
 two together): a field here has no comment, and a default only where it equals params.yaml's value.
@@ -23,6 +24,17 @@ INPUTS = ("raw", "production")  # the user's files: never an output path
 # Provenance files that cross a stage boundary, by name inside a paths.* folder.
 SOURCE_INFO = "tuneproof_source.json"  # in <paths.base_model>: where base_model got the weights (read by train)
 ADAPTER_INFO = "tuneproof_train.json"  # in <paths.adapter>: train's resolved params, base model, data hashes
+
+# Data files that cross a stage boundary.
+DEDUP_RECORDS = "records.jsonl"   # in <paths.dedup>: the canonical records dedup kept (read by split)
+DEDUP_CLUSTERS = "clusters.json"  # in <paths.dedup>: every merged group, for people to check
+SPLITS = ("train", "val", "test")  # in <paths.split>: one split_file(name) each (read by baseline, train, evaluate, compare)
+SPLIT_AUDIT = "audit.json"        # in <paths.split>: split's contamination audit (compare reuses its measure)
+
+
+def split_file(name: str) -> str:
+    """File name of split `name` (one of SPLITS) inside <paths.split>."""
+    return f"{name}.jsonl"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from tuneproof.config import DEDUP_RECORDS, split_file
 from tuneproof.io import TuneproofError, read_jsonl
 
 ROLES = ("system", "user", "assistant")
@@ -251,12 +252,23 @@ def _canonical_problem(record: object) -> str | None:
 
 def read_split(split_dir: str | Path, name: str) -> list[dict]:
     """Canonical records of one split file (`train`, `val` or `test`) written by the split stage."""
-    path = Path(split_dir) / f"{name}.jsonl"
+    return _read_stage_output(Path(split_dir) / split_file(name), "split",
+                              "check split.test_ratio/val_ratio and the input data")
+
+
+def read_deduplicated(dedup_dir: str | Path) -> list[dict]:
+    """The canonical records the dedup stage kept."""
+    return _read_stage_output(Path(dedup_dir) / DEDUP_RECORDS, "dedup",
+                              "check paths.raw and re-run the dedup stage (dvc repro dedup)")
+
+
+def _read_stage_output(path: Path, stage: str, empty_fix: str) -> list[dict]:
+    """Canonical records `stage` wrote to `path`; an error when it is missing or empty."""
     if not path.is_file():
-        raise TuneproofError(f"{path}: not found; run the split stage first (dvc repro split)")
+        raise TuneproofError(f"{path}: not found; run the {stage} stage first (dvc repro {stage})")
     records = read_canonical(path)
     if not records:
-        raise TuneproofError(f"{path}: no records; check split.test_ratio/val_ratio and the input data")
+        raise TuneproofError(f"{path}: no records; {empty_fix}")
     return records
 
 
