@@ -515,3 +515,65 @@ def test_sample_differences_show_every_accepted_answer():
     prompted = [{**ft[0], "prediction": "ten lords", "scores": {"lenient": 0.0}}]
     text = sample_differences(prompted, ft, "lenient")
     assert "- reference: `6 geese` (also accepted: `six geese`)" in text
+
+
+# ------------------------------------------------------------------ rows made by the real scorer
+
+def scored_by_the_scorer(scorer, records: list[dict], answer) -> list[dict]:
+    """A system's rows as baseline and evaluate write them: Scorer.row on its free-text answers;
+    answer(i, true label) -> the text the system generated."""
+    return [scorer.row(r, answer(i, r["completion"])) for i, r in enumerate(records)]
+
+
+def test_verdict_on_rows_from_the_real_scorer():
+    """Free-text prompted answers ("This looks like spam.", "not sure") and bare fine-tune labels,
+    scored by tuneproof.scoring as the stages score them: label extraction, the no-label marker
+    and macro-F1 reach the checks unchanged."""
+    from tuneproof.scoring import NO_LABEL, ScoreParams, build_scorer
+
+    rng = random.Random(0)
+    words = "win prize call now meet lunch mum bus free claim txt home late sorry cash offer".split()
+
+    def sms(offset: int, n: int) -> list[dict]:
+        return [record(offset + i, " ".join(rng.choice(words) for _ in range(8)) + f" #{offset + i}",
+                       "spam" if rng.random() < 0.3 else "ham") for i in range(n)]
+
+    train, test, sample = sms(0, 400), sms(1000, 200), sms(5000, 40)
+    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1"), "completion", [*train, *test])
+    prompted = scored_by_the_scorer(scorer, test, lambda i, label: (
+        "not sure" if i % 7 == 0 else f"This looks like {flip(label) if i % 4 == 0 else label}."))
+    skilled = scored_by_the_scorer(scorer, test, lambda i, label: flip(label) if i % 40 == 0 else label)
+    collapsed = scored_by_the_scorer(scorer, test, lambda i, label: "ham")
+    assert {r["predicted_label"] for r in prompted} == {"ham", "spam", NO_LABEL}
+    majority = Counter(r["completion"] for r in train).most_common(1)[0][0]
+
+    def verdict(finetune: list[dict], sample_answer) -> dict:
+        sample_rows = scored_by_the_scorer(scorer, sample, sample_answer)
+        baseline = {"few_shot": scorer.aggregate(prompted)}
+        baseline["best"] = {"strategy": "few_shot", **baseline["few_shot"]}
+        baseline["trivial"] = {"n_test": len(test), "majority_label": majority}
+        inputs = CompareInputs(
+            baseline_rows={"few_shot": prompted}, baseline=BaselineMetrics.from_json(baseline), finetune_rows=finetune,
+            evaluate=EvaluateMetrics(scorer.aggregate(finetune), scorer.aggregate(sample_rows)), test=test,
+            train=train, train_sha256="sha", audit={"pass": True, "prompt": {"max": 0.3}},
+            train_info=TrainInfo(train_sha256="sha"), probe=probe_result(), train_sample_rows=sample_rows)
+        return evaluate_evidence(inputs, "macro_f1", CompareParams(bootstrap_resamples=2000)).to_json()
+
+    shipped = verdict(skilled, lambda i, label: label)
+    assert shipped["verdict"] == SHIP, shipped["reasons"]
+    assert {name: shipped["checks"][name]["status"] for name in ("significance", "learnt", "majority_label",
+                                                                 "beats_trivial")} == {name: "PASS" for name in (
+        "significance", "learnt", "majority_label", "beats_trivial")}
+    assert shipped["checks"]["significance"]["baseline"] == scorer.aggregate(prompted)["macro_f1"]
+    failed = verdict(collapsed, lambda i, label: "ham")  # answers 'ham' to everything, train sample included
+    assert failed["verdict"] == FINETUNE_FAILED, failed["reasons"]
+    assert failed["checks"]["learnt"]["most_frequent"] == "ham" and failed["checks"]["majority_label"]["status"] == "FAIL"
+
+
+def test_compare_defaults_are_params_yaml():
+    """params.yaml is the one source of compare's knobs: the dataclass defaults equal it."""
+    from pathlib import Path
+
+    from tuneproof.params import load_section
+
+    assert load_section(CompareParams, "compare", Path(__file__).parents[1] / "params.yaml") == CompareParams()

@@ -11,6 +11,8 @@ from tuneproof.params import require
 
 @dataclass(frozen=True)
 class LeakageParams:
+    """compare.leakage: the re-check of the test prompts against the train file the adapter saw."""
+
     threshold: float = 0.8
     shingle_size: int = 3
     num_perm: int = 128
@@ -18,6 +20,8 @@ class LeakageParams:
 
 @dataclass(frozen=True)
 class ForgettingParams:
+    """compare.forgetting: limits on the probe's general-ability losses."""
+
     max_loss_increase: float = 0.10
     max_kl: float = 0.5
     max_instruction_drop: float = 0.15
@@ -25,17 +29,24 @@ class ForgettingParams:
 
 @dataclass(frozen=True)
 class OverfittingParams:
+    """compare.overfitting: train-sample vs test gap, val loss after its best step."""
+
     max_train_test_gap: float = 0.15
     max_val_rise: float = 0.10
 
 
 @dataclass(frozen=True)
 class KnowledgeParams:
+    """compare.knowledge: when the answers look like missing knowledge (USE RAG)."""
+
     novelty_threshold: float = 0.5
 
 
 @dataclass(frozen=True)
 class CompareParams:
+    """compare: the bar the fine-tune must clear, the bootstrap that measures it, and each
+    check's limits (the nested sections)."""
+
     min_gain: float = 0.05
     target: float = 0.95
     bootstrap_resamples: int = 10_000
