@@ -19,10 +19,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from stages.compare import answer_novelty  # noqa: E402
 from tuneproof.deduplicate import DedupParams, dedup_records  # noqa: E402
 from tuneproof.records import accepted_answers, load_records  # noqa: E402
 from tuneproof.scoring import Scorer, ScoreParams  # noqa: E402
+from tuneproof.triage import answer_novelty  # noqa: E402
 from tuneproof.splitting import SplitParams, split_records  # noqa: E402
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -10,12 +11,15 @@ from collections import Counter
 import pytest
 from sklearn.metrics import f1_score
 
-from stages.compare import (DONT_SHIP, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NO_SKILL,
-                            PROMPT_SUFFICES, SHIP, USE_RAG, CompareParams, answer_novelty, compare_metrics,
-                            evaluate_evidence)
+from tuneproof.compare_params import CompareParams
+from tuneproof.contract import BaselineMetrics, CompareInputs, EvaluateMetrics, Evidence, TrainInfo, TrainMetrics
 from tuneproof.io import TuneproofError
 from tuneproof.report import before_after_table
 from tuneproof.stats import paired_bootstrap_macro_f1
+from tuneproof.triage import answer_novelty
+from tuneproof.verdict import compare_metrics, evaluate_evidence
+from tuneproof.verdict_advice import (DONT_SHIP, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NO_SKILL,
+                                      PROMPT_SUFFICES, SHIP, USE_RAG)
 
 NAMES = ["Anna", "Ben", "Chen", "Dara", "Eli", "Fay", "Gus", "Hana", "Ivo", "Jun"]
 INTENTS = ["billing_refund", "shipping_delay", "account_access", "damaged_item"]
@@ -78,12 +82,23 @@ def probe_result(drop: float = 0.0, kl: float = 0.05) -> dict:
 def scenario(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, leak: bool = False,
              probe: dict | None = None, n_test: int = 120, train_acc: float | None = None):
     """`probe` None = the probe's default PASS result; pass {} for no probe results at all."""
-    return evaluate_evidence(**scenario_inputs(make, ft_acc, base_acc, seed, leak, probe, n_test, train_acc))
+    return evidence_of(scenario_inputs(make, ft_acc, base_acc, seed, leak, probe, n_test, train_acc))
+
+
+def evidence_of(files: dict, **optional) -> dict:
+    """evaluate_evidence on what the files of `scenario_inputs` hold, as reports/evidence.json has it."""
+    inputs = CompareInputs(
+        baseline_rows=files["baseline_rows"], baseline=BaselineMetrics.from_json(files["baseline_metrics"]),
+        finetune_rows=files["finetune_rows"], evaluate=EvaluateMetrics.from_json(files["evaluate_metrics"]),
+        test=files["test"], train=files["train"], train_sha256=files["train_sha_now"], audit=files["audit"],
+        train_info=TrainInfo(train_sha256=files["train_sha_seen"]),
+        train_metrics=TrainMetrics.from_json(files["train_metrics"]), probe=files["probe"], **optional)
+    return evaluate_evidence(inputs, files["metric"], files["params"]).to_json()
 
 
 def scenario_inputs(make, ft_acc: float, base_acc: dict[str, float], seed: int = 0, leak: bool = False,
                     probe: dict | None = None, n_test: int = 120, train_acc: float | None = None) -> dict:
-    """The arguments of evaluate_evidence for a generated scenario (see `scenario`)."""
+    """What compare's input files hold for a generated scenario (see `scenario`, `evidence_of`)."""
     rng = random.Random(seed)
     train, test = make(300, 0, rng), make(n_test, 1000, rng)
     if leak:  # a test record copied into train with a small edit
@@ -122,7 +137,7 @@ def test_format_task_where_finetune_clearly_wins_ships():
     assert evidence["checks"]["learnt"]["train_sample"] == pytest.approx(0.95)
     assert evidence["checks"]["learnt"]["bar"] == pytest.approx(0.10)  # zero_shot 0.05 + min_gain
     assert evidence["signals"]["answer_novelty"] < 0.1
-    metrics = compare_metrics(evidence)
+    metrics = compare_metrics(Evidence(**evidence))
     assert metrics["verdict"] == SHIP and metrics["ci_low"] == sig["ci_low"]
     assert metrics["finetune_train_sample"] == pytest.approx(0.95) and metrics["checks"]["evidence"] == "PASS"
     assert metrics["n_needed"] == evidence["checks"]["evidence"]["n_needed"]
@@ -238,9 +253,11 @@ def sms_verdict(test: list[dict], prompted: list[dict], finetune: list[dict], me
     sample_rows = train_sample if isinstance(train_sample, list) else None
     sample = label_metrics(sample_rows) if sample_rows else {metric: train_sample}
     evaluate = {"finetune": label_metrics(finetune), "train_sample": sample}
-    return evaluate_evidence({"few_shot": prompted}, metrics, finetune, evaluate, None, probe_result(),
-                             {"pass": True, "prompt": {"max": 0.4}}, test, train, "sha", "sha", metric,
-                             CompareParams(), train_sample_rows=sample_rows, reference_rows=references)
+    files = dict(baseline_rows={"few_shot": prompted}, baseline_metrics=metrics, finetune_rows=finetune,
+                 evaluate_metrics=evaluate, train_metrics=None, probe=probe_result(),
+                 audit={"pass": True, "prompt": {"max": 0.4}}, test=test, train=train, train_sha_seen="sha",
+                 train_sha_now="sha", metric=metric, params=CompareParams())
+    return evidence_of(files, train_sample_rows=sample_rows, reference_rows=references or {})
 
 
 def shuffled_labels(n_ham: int, n_spam: int) -> list[str]:
@@ -295,7 +312,7 @@ def test_one_test_record_is_insufficient_evidence_whatever_the_scores():
             evidence = sms_verdict(test, label_rows(test, system[prompted_right]), label_rows(test, system[ft_right]))
             assert evidence["verdict"] == INSUFFICIENT_EVIDENCE, (ft_right, prompted_right, evidence["reasons"])
             assert evidence["checks"]["evidence"]["n_needed"] == 30
-            assert compare_metrics(evidence)["n_needed"] == 30
+            assert compare_metrics(Evidence(**evidence))["n_needed"] == 30
             assert "about 30 are needed" in evidence["next_steps"][0]
 
 
@@ -334,19 +351,26 @@ def test_prompting_and_finetune_below_a_tfidf_classifier_is_nothing_beats_trivia
 
 
 def test_learnt_is_not_applicable_without_a_train_sample():
-    from stages.compare import learnt
+    from tuneproof.checks import learnt
 
     rows = [{"id": "a", "scores": {"exact": 1.0}}]
-    check = learnt({"finetune": {"exact": 1.0}}, None, rows, 0.5, None, "exact", CompareParams())
+    check = learnt(EvaluateMetrics({"exact": 1.0}, None), None, rows, 0.5, None, "exact", CompareParams())
     assert check["status"] == "N/A" and check["evidence"] == "no train sample scored (evaluate.train_sample: 0)"
 
 
 def test_report_renders_nested_trivial_references():
-    evidence = {"primary": "accuracy", "confidence": 0.95, "best_strategy": "few_shot", "versus": {}}
+    evidence = evidence_record(primary="accuracy", best_strategy="few_shot")
     baseline = {"few_shot": {"accuracy": 0.5}, "best": {"strategy": "few_shot", "accuracy": 0.5},
                 "trivial": {"majority_accuracy": 0.88, "tfidf_logreg": {"accuracy": 0.95, "macro_f1": 0.9}}}
-    table = before_after_table(evidence, baseline, {"finetune": {"accuracy": 0.7}})
+    table = before_after_table(evidence, BaselineMetrics.from_json(baseline), EvaluateMetrics({"accuracy": 0.7}, None))
     assert "Trivial references: majority_accuracy 0.880; tfidf_logreg accuracy 0.950, macro_f1 0.900" in table
+
+
+def evidence_record(**fields) -> Evidence:
+    """An Evidence with only what a rendering test needs."""
+    empty = dict(verdict="", reasons=[], next_steps=[], primary="", best_strategy="", checks={}, signals={},
+                 versus={}, confidence=0.95)
+    return Evidence(**{**empty, **fields})
 
 
 def test_answer_copied_from_the_prompt_is_not_novel():
@@ -364,8 +388,8 @@ def test_an_answer_is_familiar_when_any_accepted_form_was_trained_on():
 
 
 def test_triage_and_report_split_scores_by_novel_and_familiar_answers():
-    from stages.compare import triage
     from tuneproof.report import novelty_table
+    from tuneproof.triage import triage
 
     novel = {"a": True, "b": True, "c": False}
     finetune = [{"id": i, "scores": {"lenient": s}} for i, s in (("a", 0.0), ("b", 1.0), ("c", 1.0))]
@@ -377,13 +401,13 @@ def test_triage_and_report_split_scores_by_novel_and_familiar_answers():
     assert (signals["finetune_on_novel"], signals["finetune_on_familiar"]) == (0.5, 1.0)
     assert (signals["prompted_on_novel"], signals["prompted_on_familiar"]) == (0.0, 1.0)
     assert signals["knowledge_gap"]  # novelty 2/3 and the fine-tune fails more on novel answers
-    table = novelty_table({"signals": signals, "primary": "lenient", "best_strategy": "retrieval"})
+    table = novelty_table(evidence_record(signals=signals, primary="lenient", best_strategy="retrieval"))
     assert "| fine-tune | 0.500 | 1.000 |" in table and "| retrieval (best prompted) | 0.000 | 1.000 |" in table
 
 
 def test_different_test_sets_are_refused():
     from tuneproof.io import TuneproofError
-    from stages.compare import paired_primary
+    from tuneproof.paired import paired_primary
     a = [{"id": "a", "scores": {"m": 1.0}}]
     b = [{"id": "b", "scores": {"m": 1.0}}]
     with pytest.raises(TuneproofError, match="different test sets"):
@@ -391,7 +415,7 @@ def test_different_test_sets_are_refused():
 
 
 def test_format_gain_without_field_gain_is_flagged_as_format_not_content():
-    from stages.compare import triage
+    from tuneproof.triage import triage
 
     best = {"strategy": "retrieval", "task_success": 0.3}
     prompted = {"retrieval": {"json_valid": 0.5, "intent_match": 0.8, "task_success": 0.3}}
@@ -452,6 +476,7 @@ def test_report_says_how_each_side_was_tuned_on_validation():
                               "k": {"zero_shot": None, "retrieval": 4}}}
     info = {"recipe": {"preset": "data", "why": "your data"}, "params": {"learning_rate": 5.3e-4, "balance": "sqrt"},
             "steps": 192, "best_step": 128, "selected_by": "eval_macro_f1", "best_val_score": 0.957}
+    baseline, info = BaselineMetrics({}, {}, {}, baseline["selection"]), TrainInfo.from_json(info)
     text = selection_section(baseline, info)
     assert ("Prompted side: 3 configurations scored on 32 val records (zero_shot 0.200, retrieval@2 0.600, "
             "retrieval@4 0.900); chosen: `retrieval` (retrieval k=4)") in text
@@ -463,7 +488,7 @@ def test_report_says_how_each_side_was_tuned_on_validation():
                                 {"name": "lr-low", "val_score": 0.91, "params": {}}]}
     assert ("2 configurations compared on val by `tuneproof sweep-pick` (lr-high 0.957, lr-low 0.910); this run "
             "is the winner, `lr-high`.") in selection_section(baseline, info, sweep)
-    stale = selection_section(baseline, {**info, "best_val_score": 0.91}, sweep)  # another run than the winner
+    stale = selection_section(baseline, dataclasses.replace(info, best_val_score=0.91), sweep)  # another run than the winner
     assert "One configuration counted: the sweep record of 2 configurations is not this run" in stale
 
 
@@ -490,3 +515,65 @@ def test_sample_differences_show_every_accepted_answer():
     prompted = [{**ft[0], "prediction": "ten lords", "scores": {"lenient": 0.0}}]
     text = sample_differences(prompted, ft, "lenient")
     assert "- reference: `6 geese` (also accepted: `six geese`)" in text
+
+
+# ------------------------------------------------------------------ rows made by the real scorer
+
+def scored_by_the_scorer(scorer, records: list[dict], answer) -> list[dict]:
+    """A system's rows as baseline and evaluate write them: Scorer.row on its free-text answers;
+    answer(i, true label) -> the text the system generated."""
+    return [scorer.row(r, answer(i, r["completion"])) for i, r in enumerate(records)]
+
+
+def test_verdict_on_rows_from_the_real_scorer():
+    """Free-text prompted answers ("This looks like spam.", "not sure") and bare fine-tune labels,
+    scored by tuneproof.scoring as the stages score them: label extraction, the no-label marker
+    and macro-F1 reach the checks unchanged."""
+    from tuneproof.scoring import NO_LABEL, ScoreParams, build_scorer
+
+    rng = random.Random(0)
+    words = "win prize call now meet lunch mum bus free claim txt home late sorry cash offer".split()
+
+    def sms(offset: int, n: int) -> list[dict]:
+        return [record(offset + i, " ".join(rng.choice(words) for _ in range(8)) + f" #{offset + i}",
+                       "spam" if rng.random() < 0.3 else "ham") for i in range(n)]
+
+    train, test, sample = sms(0, 400), sms(1000, 200), sms(5000, 40)
+    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1"), "completion", [*train, *test])
+    prompted = scored_by_the_scorer(scorer, test, lambda i, label: (
+        "not sure" if i % 7 == 0 else f"This looks like {flip(label) if i % 4 == 0 else label}."))
+    skilled = scored_by_the_scorer(scorer, test, lambda i, label: flip(label) if i % 40 == 0 else label)
+    collapsed = scored_by_the_scorer(scorer, test, lambda i, label: "ham")
+    assert {r["predicted_label"] for r in prompted} == {"ham", "spam", NO_LABEL}
+    majority = Counter(r["completion"] for r in train).most_common(1)[0][0]
+
+    def verdict(finetune: list[dict], sample_answer) -> dict:
+        sample_rows = scored_by_the_scorer(scorer, sample, sample_answer)
+        baseline = {"few_shot": scorer.aggregate(prompted)}
+        baseline["best"] = {"strategy": "few_shot", **baseline["few_shot"]}
+        baseline["trivial"] = {"n_test": len(test), "majority_label": majority}
+        inputs = CompareInputs(
+            baseline_rows={"few_shot": prompted}, baseline=BaselineMetrics.from_json(baseline), finetune_rows=finetune,
+            evaluate=EvaluateMetrics(scorer.aggregate(finetune), scorer.aggregate(sample_rows)), test=test,
+            train=train, train_sha256="sha", audit={"pass": True, "prompt": {"max": 0.3}},
+            train_info=TrainInfo(train_sha256="sha"), probe=probe_result(), train_sample_rows=sample_rows)
+        return evaluate_evidence(inputs, "macro_f1", CompareParams(bootstrap_resamples=2000)).to_json()
+
+    shipped = verdict(skilled, lambda i, label: label)
+    assert shipped["verdict"] == SHIP, shipped["reasons"]
+    assert {name: shipped["checks"][name]["status"] for name in ("significance", "learnt", "majority_label",
+                                                                 "beats_trivial")} == {name: "PASS" for name in (
+        "significance", "learnt", "majority_label", "beats_trivial")}
+    assert shipped["checks"]["significance"]["baseline"] == scorer.aggregate(prompted)["macro_f1"]
+    failed = verdict(collapsed, lambda i, label: "ham")  # answers 'ham' to everything, train sample included
+    assert failed["verdict"] == FINETUNE_FAILED, failed["reasons"]
+    assert failed["checks"]["learnt"]["most_frequent"] == "ham" and failed["checks"]["majority_label"]["status"] == "FAIL"
+
+
+def test_compare_defaults_are_params_yaml():
+    """params.yaml is the one source of compare's knobs: the dataclass defaults equal it."""
+    from pathlib import Path
+
+    from tuneproof.params import load_section
+
+    assert load_section(CompareParams, "compare", Path(__file__).parents[1] / "params.yaml") == CompareParams()

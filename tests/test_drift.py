@@ -138,7 +138,7 @@ def test_production_prompts_copying_train_are_listed_by_the_split_audits_measure
 # --- compare end to end (in process) -----------------------------------------------------------
 
 def write_compare_inputs(project_dir, inputs: dict, production: list[dict] | None) -> None:
-    """The files compare reads, from a scenario's evaluate_evidence arguments (paths of params.yaml)."""
+    """The files compare reads, from a scenario's inputs (test_compare.scenario_inputs; paths of params.yaml)."""
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
     paths = params["paths"]
     write_jsonl(project_dir / paths["raw"], [{"prompt": "x", "completion": "y"}])

@@ -1,7 +1,8 @@
 """What `compare` writes: the metrics file, reports/report.md, the model card and plot data.
 
-Kept apart from the decision logic (stages/compare.py) so the verdict is testable on its own and
-the rendering can change without touching it.
+Kept apart from the decision logic (tuneproof/verdict.py) so the verdict is testable on its own and
+the rendering can change without touching it. It renders an Evidence from CompareInputs
+(tuneproof/contract.py); a field a file did not record reads "n/a".
 """
 
 from __future__ import annotations
@@ -11,23 +12,22 @@ from pathlib import Path
 
 import yaml
 
-from tuneproof.config import Paths, Task
+from tuneproof.config import ADAPTER_INFO, Paths, Task
+from tuneproof.contract import BaselineMetrics, CompareInputs, EvaluateMetrics, Evidence, TrainInfo
 from tuneproof.io import TuneproofError, atomic_path, remove_outputs, sha256_file, write_json, write_text
 from tuneproof.paired import example_score, per_example_metric
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
 
-NOT_STRATEGIES = ("best", "trivial", "selection")  # summary entries of metrics/baseline.json beside the strategies
-
-
-def strategy_metrics(baseline_metrics: dict) -> dict[str, dict]:
-    """{strategy: metrics} of metrics/baseline.json, without its `best` and `trivial` summaries."""
-    return {k: v for k, v in baseline_metrics.items() if isinstance(v, dict) and k not in NOT_STRATEGIES}
-
 
 def _fmt(value) -> str:
     return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+
+
+def _or(value, default: str = "n/a"):
+    """`value`, or `default` where the file did not record it."""
+    return default if value is None else value
 
 
 def _reference(name: str, value) -> str:
@@ -42,38 +42,37 @@ def _metric_names(metrics: dict[str, dict]) -> list[str]:
     return [n for n in names if n not in ("n", "records")]
 
 
-def before_after_table(evidence: dict, baseline_metrics: dict, evaluate_metrics: dict) -> str:
-    systems = strategy_metrics(baseline_metrics)
-    systems["fine-tune"] = evaluate_metrics["finetune"]
+def before_after_table(evidence: Evidence, baseline: BaselineMetrics, evaluate: EvaluateMetrics) -> str:
+    systems = {**baseline.strategies, "fine-tune": evaluate.finetune}
     names = _metric_names(systems)
-    primary, conf = evidence["primary"], int(100 * evidence["confidence"])
+    primary, conf = evidence.primary, int(100 * evidence.confidence)
     lines = ["| system | " + " | ".join(f"**{n}**" if n == primary else n for n in names)
              + f" | fine-tune gain on {primary} ({conf}% CI) |",
              "|---" * (len(names) + 2) + "|"]
     for name, metrics in systems.items():
-        vs = evidence["versus"].get(name)
+        vs = evidence.versus.get(name)
         gain = f"{vs['gain']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "—"
-        label = f"{name} (best prompted)" if name == evidence["best_strategy"] else name
+        label = f"{name} (best prompted)" if name == evidence.best_strategy else name
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + f" | {gain} |")
-    refs = baseline_metrics.get("trivial") or {}
+    refs = baseline.trivial
     if refs:
         lines.append("")
         lines.append("Trivial references: " + "; ".join(_reference(k, v) for k, v in sorted(refs.items())))
     return "\n".join(lines)
 
 
-def novelty_table(evidence: dict) -> str:
+def novelty_table(evidence: Evidence) -> str:
     """The primary metric on novel vs familiar test answers (compare's answer novelty): a fine-tune
     that learnt format scores alike on both; one that memorised facts fails on the novel ones."""
-    sig = evidence["signals"]
+    sig = evidence.signals
     if "novel_answers" not in sig:
         return ""
-    primary = evidence["primary"]
+    primary = evidence.primary
     return (f"`{primary}` on the {sig['novel_answers']} test answers whose every accepted form is absent from the "
             f"train completions and the prompt (novel) and the {sig['familiar_answers']} others (familiar):\n\n"
             "| system | novel | familiar |\n|---|---|---|\n"
             f"| fine-tune | {_fmt(sig['finetune_on_novel'])} | {_fmt(sig['finetune_on_familiar'])} |\n"
-            f"| {evidence['best_strategy']} (best prompted) | {_fmt(sig.get('prompted_on_novel'))} | "
+            f"| {evidence.best_strategy} (best prompted) | {_fmt(sig.get('prompted_on_novel'))} | "
             f"{_fmt(sig.get('prompted_on_familiar'))} |\n")
 
 
@@ -149,15 +148,14 @@ def dataset_version(paths: Paths) -> str:
     return "\n".join(lines)
 
 
-def finetune_configurations(sweep: dict | None, train_info: dict) -> str:
+def finetune_configurations(sweep: dict | None, info: TrainInfo) -> str:
     """How many fine-tune configurations were compared on val: the sweep record (paths.sweep) counts
     when its winner is this run, told by the kept checkpoint's val score and metric."""
     tried = (sweep or {}).get("configurations") or []
     if not tried:
         return ("One configuration in this run; a sweep (README: `dvc exp run --queue train ...`, then "
                 "`tuneproof sweep-pick --record`) chooses among several on val before test is scored.")
-    if (sweep.get("winner_val_score"), sweep.get("selected_by")) != (train_info.get("best_val_score"),
-                                                                    train_info.get("selected_by")):
+    if (sweep.get("winner_val_score"), sweep.get("selected_by")) != (info.best_val_score, info.selected_by):
         return (f"One configuration counted: the sweep record of {len(tried)} configurations is not this run "
                 f"(its winner `{sweep.get('winner')}` kept {sweep.get('selected_by')} "
                 f"{_fmt(sweep.get('winner_val_score'))} on val); apply the winner, or record the sweep again.")
@@ -166,46 +164,61 @@ def finetune_configurations(sweep: dict | None, train_info: dict) -> str:
             f"the winner, `{sweep['winner']}`.")
 
 
-def selection_section(baseline_metrics: dict, train_info: dict, sweep: dict | None = None) -> str:
+def selection_section(baseline: BaselineMetrics, info: TrainInfo, sweep: dict | None = None) -> str:
     """How each side was tuned: on validation only, with the number of configurations tried."""
-    sel = baseline_metrics.get("selection") or {}
+    sel = baseline.selection
     tried = ", ".join(f"{name} {_fmt(score)}" for name, score in (sel.get("val") or {}).items()) or "none (one configuration)"
     chosen = ", ".join(f"{s} k={k}" for s, k in (sel.get("k") or {}).items() if k is not None)
-    recipe, params = train_info.get("recipe") or {}, train_info.get("params") or {}
+    recipe, params = info.recipe, info.params
     lr = params.get("learning_rate")
     prompted = (f"- Prompted side: {sel.get('configs_tried', 'n/a')} configurations scored on {sel.get('records', 0)} "
                 f"val records ({tried}); chosen: `{sel.get('best', 'n/a')}`{f' ({chosen})' if chosen else ''}. "
                 "Test was scored once per strategy, at its chosen k.")
     finetune = (f"- Fine-tune: the `{recipe.get('preset', 'n/a')}` recipe ({recipe.get('why', 'n/a')}): lr "
-                f"{f'{lr:g}' if isinstance(lr, (int, float)) else 'n/a'}, {train_info.get('steps', 'n/a')} steps, "
-                f"balance {params.get('balance', 'n/a')}; the checkpoint of step {train_info.get('best_step', 'n/a')} "
-                f"was kept by {train_info.get('selected_by', 'n/a')} {_fmt(train_info.get('best_val_score'))} on val. "
-                + finetune_configurations(sweep, train_info))
+                f"{f'{lr:g}' if isinstance(lr, (int, float)) else 'n/a'}, {_or(info.steps)} steps, "
+                f"balance {params.get('balance', 'n/a')}; the checkpoint of step {_or(info.best_step)} "
+                f"was kept by {_or(info.selected_by)} {_fmt(info.best_val_score)} on val. "
+                + finetune_configurations(sweep, info))
     return prompted + "\n" + finetune
 
 
-def render_report(evidence: dict, paths: Paths, baseline_rows: dict[str, list[dict]], baseline_metrics: dict,
-                  evaluate_metrics: dict, finetune_rows: list[dict], train_info: dict, dataset: str,
+def method_section(info: TrainInfo, paths: Paths) -> str:
+    """The base model, the method and the exact training config the adapter records."""
+    base = info.base_model
+    config = yaml.safe_dump(info.params, sort_keys=True).strip()
+    return f"""- Base model: `{base.get('source', 'n/a')}` ({base.get('model_type', '?')}, {base.get('parameters', 0) / 1e6:.0f}M parameters).
+- Method: `{_or(info.method)}`. LoRA is the default: it trains a small adapter (cheap to store and serve beside
+  the base) and tends to forget less than full fine-tuning (Biderman et al. 2024); the forgetting
+  probe above measures it rather than assuming it.
+- Trained {_or(info.steps)} steps, best validation score at step {_or(info.best_step)}
+  (the checkpoint kept){', stopped early' if info.stopped_early else ''}.
+
+Exact training config (`{paths.adapter}/{ADAPTER_INFO}`):
+
+```yaml
+{config}
+```"""
+
+
+def render_report(evidence: Evidence, paths: Paths, inputs: CompareInputs, dataset: str,
                   sweep: dict | None = None) -> str:
-    checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence["checks"].values())
-    signals = "\n".join(f"- {k}: {_fmt(v)}" for k, v in evidence["signals"].items())
-    base = train_info.get("base_model", {})
-    config = yaml.safe_dump(train_info.get("params", {}), sort_keys=True).strip()
-    method = train_info.get("method", "n/a")
-    reasons = "\n".join(f"- {reason}" for reason in evidence["reasons"])
-    next_steps = "\n".join(f"- {step}" for step in evidence["next_steps"])
-    return f"""# tuneproof verdict: {evidence['verdict']}
+    checks = "\n".join(f"| {c['name']} | **{c['status']}** | {c['evidence']} |" for c in evidence.checks.values())
+    signals = "\n".join(f"- {k}: {_fmt(v)}" for k, v in evidence.signals.items())
+    reasons = "\n".join(f"- {reason}" for reason in evidence.reasons)
+    next_steps = "\n".join(f"- {step}" for step in evidence.next_steps)
+    best_rows = inputs.baseline_rows[evidence.best_strategy]
+    return f"""# tuneproof verdict: {evidence.verdict}
 
 {reasons}
 
 **Next steps:**
 {next_steps}
 
-Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `{evidence['best_strategy']}`.
+Primary metric `{evidence.primary}`; the bar is the best prompted strategy, `{evidence.best_strategy}`.
 
 ## How each side was tuned (validation only)
 
-{selection_section(baseline_metrics, train_info, sweep)}
+{selection_section(inputs.baseline, inputs.train_info, sweep)}
 
 ## Failure modes checked
 
@@ -215,11 +228,11 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 
 ## Does the test set look like production?
 
-{drift_section(evidence['checks'])}
+{drift_section(evidence.checks)}
 
 ## Before / after on the held-out test set
 
-{before_after_table(evidence, baseline_metrics, evaluate_metrics)}
+{before_after_table(evidence, inputs.baseline, inputs.evaluate)}
 
 ## Triage signals
 
@@ -229,18 +242,7 @@ Primary metric `{evidence['primary']}`; the bar is the best prompted strategy, `
 
 ## Method and base model
 
-- Base model: `{base.get('source', 'n/a')}` ({base.get('model_type', '?')}, {base.get('parameters', 0) / 1e6:.0f}M parameters).
-- Method: `{method}`. LoRA is the default: it trains a small adapter (cheap to store and serve beside
-  the base) and tends to forget less than full fine-tuning (Biderman et al. 2024); the forgetting
-  probe above measures it rather than assuming it.
-- Trained {train_info.get('steps', 'n/a')} steps, best validation score at step {train_info.get('best_step', 'n/a')}
-  (the checkpoint kept){', stopped early' if train_info.get('stopped_early') else ''}.
-
-Exact training config (`{paths.adapter}/tuneproof_train.json`):
-
-```yaml
-{config}
-```
+{method_section(inputs.train_info, paths)}
 
 ## Dataset version
 
@@ -248,44 +250,44 @@ Exact training config (`{paths.adapter}/tuneproof_train.json`):
 
 ## Sample predictions where the best prompted strategy and the fine-tune differ
 
-{sample_differences(baseline_rows[evidence['best_strategy']], finetune_rows, evidence['primary'])}
+{sample_differences(best_rows, inputs.finetune_rows, evidence.primary)}
 """
 
 
-def render_model_card(evidence: dict, paths: Paths, evaluate_metrics: dict, train_info: dict, dataset: str) -> str:
-    base = train_info.get("base_model", {})
+def render_model_card(evidence: Evidence, paths: Paths, evaluate: EvaluateMetrics, info: TrainInfo, dataset: str) -> str:
+    base = info.base_model
     front = {
-        "library_name": "peft" if train_info.get("method") in ("lora", "qlora") else "transformers",
+        "library_name": "peft" if info.method in ("lora", "qlora") else "transformers",
         "base_model": base.get("source", "unknown"),
-        "tags": ["tuneproof", str(train_info.get("method", "unknown"))],
+        "tags": ["tuneproof", str(_or(info.method, "unknown"))],
         "model-index": [{"name": Path(paths.adapter).name, "results": [{
             "task": {"type": "text-generation"},
-            "metrics": [{"type": k, "value": round(v, 4)} for k, v in sorted(evaluate_metrics["finetune"].items())
+            "metrics": [{"type": k, "value": round(v, 4)} for k, v in sorted(evaluate.finetune.items())
                         if isinstance(v, (int, float))]}]}],
     }
-    sig = evidence["checks"]["significance"]
+    sig = evidence.checks["significance"]
     return f"""---
 {yaml.safe_dump(front, sort_keys=False).strip()}
 ---
 
 # {Path(paths.adapter).name}
 
-A `{train_info.get('method', '?')}` fine-tune of `{base.get('source', '?')}` produced by tuneproof.
+A `{_or(info.method, '?')}` fine-tune of `{base.get('source', '?')}` produced by tuneproof.
 
-**tuneproof verdict: {evidence['verdict']}.** {'; '.join(evidence['reasons'])}
+**tuneproof verdict: {evidence.verdict}.** {'; '.join(evidence.reasons)}
 
 ## Evaluation
 
-On the held-out, leak-checked test set ({sig['n']} records), `{evidence['primary']}` is
+On the held-out, leak-checked test set ({sig['n']} records), `{evidence.primary}` is
 {sig['finetune']:.3f} for this model vs {sig['baseline']:.3f} for the best prompted strategy
-(`{evidence['best_strategy']}`): gain {sig['gain']:+.3f}, {int(100 * evidence['confidence'])}% CI
-[{sig['ci_low']:+.3f}, {sig['ci_high']:+.3f}]. Checks: {', '.join(f"{c['name']} {c['status']}" for c in evidence['checks'].values())}.
+(`{evidence.best_strategy}`): gain {sig['gain']:+.3f}, {int(100 * evidence.confidence)}% CI
+[{sig['ci_low']:+.3f}, {sig['ci_high']:+.3f}]. Checks: {', '.join(f"{c['name']} {c['status']}" for c in evidence.checks.values())}.
 Full report: `{paths.reports}/report.md`.
 
 ## Training
 
-- Training data: `{paths.split}/train.jsonl` (sha256 `{train_info.get('data', {}).get('train', {}).get('sha256', '?')}`).
-- Config: see `tuneproof_train.json` beside the adapter; seed {train_info.get('seed', '?')}.
+- Training data: `{paths.split}/train.jsonl` (sha256 `{_or(info.train_sha256, '?')}`).
+- Config: see `{ADAPTER_INFO}` beside the adapter; seed {_or(info.seed, '?')}.
 
 ## Dataset version
 
@@ -294,7 +296,7 @@ Full report: `{paths.reports}/report.md`.
 ## Intended use and limits
 
 Serve with the same system prompt and chat template it was trained with (recorded in
-`tuneproof_train.json`). It was evaluated only on the task's own test distribution and on the
+`{ADAPTER_INFO}`). It was evaluated only on the task's own test distribution and on the
 small general-ability probe; check it on a sample of production inputs before relying on it.
 """
 
@@ -316,10 +318,9 @@ def write_release(paths: Paths, card: str) -> None:
         write_text(tmp / "README.md", card)
 
 
-def plot_rows(baseline_metrics: dict, evaluate_metrics: dict) -> dict[str, list[dict]]:
+def plot_rows(baseline: BaselineMetrics, evaluate: EvaluateMetrics) -> dict[str, list[dict]]:
     """Per metric, one bar per system (prompted strategies, then the fine-tune)."""
-    systems = strategy_metrics(baseline_metrics)
-    systems["finetune"] = evaluate_metrics["finetune"]
+    systems = {**baseline.strategies, "finetune": evaluate.finetune}
     return {metric: [{"system": name, "value": metrics[metric]} for name, metrics in systems.items() if metric in metrics]
             for metric in _metric_names(systems)}
 
@@ -329,9 +330,8 @@ def confusion_rows(rows: list[dict]) -> list[dict]:
             for r in rows if "label" in r]
 
 
-def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
-                  baseline_rows: dict[str, list[dict]], baseline_metrics: dict, train_info: dict,
-                  evaluate_metrics: dict, finetune_rows: list[dict], sweep: dict | None = None) -> None:
+def write_outputs(evidence: Evidence, metrics: dict, paths: Paths, task: Task, inputs: CompareInputs,
+                  sweep: dict | None = None) -> None:
     """metrics/compare.json, reports/{report.md, MODEL_CARD.md, evidence.json, plots/*.json} and
     the release folder."""
     reports = paths.output("reports")
@@ -341,18 +341,17 @@ def write_outputs(evidence: dict, metrics: dict, paths: Paths, task: Task,
     # last, so a killed compare never leaves a new report beside an old verdict.
     remove_outputs([paths.metrics_file("compare"), reports / "report.md", reports / "MODEL_CARD.md",
                     reports / "evidence.json", reports / "plots", paths.output("release")])
-    write_text(reports / "report.md", render_report(evidence, paths, baseline_rows, baseline_metrics,
-                                                   evaluate_metrics, finetune_rows, train_info, dataset, sweep))
-    card = render_model_card(evidence, paths, evaluate_metrics, train_info, dataset)
+    write_text(reports / "report.md", render_report(evidence, paths, inputs, dataset, sweep))
+    card = render_model_card(evidence, paths, inputs.evaluate, inputs.train_info, dataset)
     write_text(reports / "MODEL_CARD.md", card)
     write_release(paths, card)
-    write_json(reports / "evidence.json", evidence)
+    write_json(reports / "evidence.json", evidence.to_json())
     with atomic_path(reports / "plots" / "before_after") as tmp:  # one bar chart per metric (dvc.yaml plots)
         tmp.mkdir()
-        for metric, rows in plot_rows(baseline_metrics, evaluate_metrics).items():
+        for metric, rows in plot_rows(inputs.baseline, inputs.evaluate).items():
             write_json(tmp / f"{metric}.json", rows)
     if task.label_field is not None:
-        write_json(reports / "plots" / "confusion_finetune.json", confusion_rows(finetune_rows))
+        write_json(reports / "plots" / "confusion_finetune.json", confusion_rows(inputs.finetune_rows))
         write_json(reports / "plots" / "confusion_prompted.json",
-                   confusion_rows(baseline_rows[evidence["best_strategy"]]))
+                   confusion_rows(inputs.baseline_rows[evidence.best_strategy]))
     write_json(paths.metrics_file("compare"), metrics)

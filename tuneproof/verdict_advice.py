@@ -1,4 +1,4 @@
-"""The verdicts compare can give, and what to do next after each (stages/compare.py decides).
+"""The verdicts compare can give, and what to do next after each (tuneproof/verdict.py decides).
 
 Kept apart from the decision so the advice can be read and edited on its own; the keys of
 NEXT_STEPS are verdicts or the names of checks whose FAIL blocks a release.
