@@ -539,7 +539,7 @@ def test_verdict_on_rows_from_the_real_scorer():
                        "spam" if rng.random() < 0.3 else "ham") for i in range(n)]
 
     train, test, sample = sms(0, 400), sms(1000, 200), sms(5000, 40)
-    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1"), "completion", [*train, *test])
+    scorer = build_scorer(ScoreParams(kind="label", primary="macro_f1", fields=[], style={}), "completion", [*train, *test])
     prompted = scored_by_the_scorer(scorer, test, lambda i, label: (
         "not sure" if i % 7 == 0 else f"This looks like {flip(label) if i % 4 == 0 else label}."))
     skilled = scored_by_the_scorer(scorer, test, lambda i, label: flip(label) if i % 40 == 0 else label)

@@ -84,7 +84,7 @@ def test_leak_groups_merge_near_duplicates_and_identical_normalised_prompts():
 
 def test_groups_never_straddle_splits():
     records = family_records(families=40, per_family=4, singles=200)
-    result = split_records(records, SplitParams(), "intent")
+    result = split_records(records, SplitParams(test_ratio=0.1), "intent")
     where = split_of(result)
     for f in range(40):
         ids = [records[f * 4 + k]["id"] for k in range(4)]
@@ -111,7 +111,7 @@ def test_stratification_keeps_label_proportions():
 
 def test_stratification_with_groups_stays_close():
     records = family_records(families=60, per_family=3, singles=600, seed=3)
-    result = split_records(records, SplitParams(), "intent")
+    result = split_records(records, SplitParams(test_ratio=0.1), "intent")
     total = Counter(result.labels)
     for split, share in (("val", 0.1), ("test", 0.1)):
         got = Counter(json.loads(r["completion"])["intent"] for r in result.splits[split])
@@ -133,7 +133,7 @@ def test_small_classes_do_not_crash_and_stay_in_train():
     small = {"one": 1, "two": 2, "three": 3, "five": 5}
     for label, n in small.items():
         records += [record(len(records) + 1, random_text(rng), label) for _ in range(n)]
-    result = split_records(records, SplitParams(), "intent")
+    result = split_records(records, SplitParams(test_ratio=0.1), "intent")
     per_split = {s: Counter(json.loads(r["completion"])["intent"] for r in rs) for s, rs in result.splits.items()}
     for label in ("one", "two", "three"):
         assert per_split["train"][label] == small[label]
@@ -143,7 +143,7 @@ def test_small_classes_do_not_crash_and_stay_in_train():
 def test_records_without_label_form_their_own_stratum():
     rng = random.Random(5)
     records = [record(i, random_text(rng), "billing_refund" if i % 2 else None) for i in range(1, 101)]
-    result = split_records(records, SplitParams(), "intent")
+    result = split_records(records, SplitParams(test_ratio=0.1), "intent")
     assert result.labels.count(None) == 50
     for split, n in (("val", 5), ("test", 5)):
         assert sum(1 for r in result.splits[split] if r["completion"] == "no json here") == n
@@ -151,9 +151,9 @@ def test_records_without_label_form_their_own_stratum():
 
 def test_split_is_deterministic_and_seeded():
     records = family_records(seed=6)
-    first = split_records(records, SplitParams(), "intent")
-    again = split_records(list(records), SplitParams(), "intent")
-    other = split_records(records, replace(SplitParams(), seed=1), "intent")
+    first = split_records(records, SplitParams(test_ratio=0.1), "intent")
+    again = split_records(list(records), SplitParams(test_ratio=0.1), "intent")
+    other = split_records(records, replace(SplitParams(test_ratio=0.1), seed=1), "intent")
     assert first.splits == again.splits
     assert split_of(first) != split_of(other)
 
@@ -162,7 +162,7 @@ def test_shared_system_prompt_does_not_group_everything():
     rng = random.Random(7)
     system = "You are a support agent. Answer with one JSON object with keys intent, priority and reply."
     records = [record(i, random_text(rng), INTENTS[i % 3], system=system) for i in range(1, 101)]
-    result = split_records(records, SplitParams(), "intent")
+    result = split_records(records, SplitParams(test_ratio=0.1), "intent")
     assert len(set(result.groups)) == 100
 
 
@@ -170,7 +170,7 @@ def test_too_few_records_is_a_clear_error():
     rng = random.Random(8)
     records = [record(i, random_text(rng)) for i in range(1, 5)]
     with pytest.raises(TuneproofError, match="leave val empty"):
-        split_records(records, SplitParams(), "intent")
+        split_records(records, SplitParams(test_ratio=0.1), "intent")
 
 
 @pytest.mark.parametrize("change, key", [
@@ -388,7 +388,7 @@ def test_default_grouping_splits_template_questions_near_the_ratios():
     """Issue 13: word shingles put 243 'What is the capital of X?' into one leak group (238/2/1)."""
     records = [record(i + 1, f"What is the capital of {name}?", None)
                for i, name in enumerate(made_up_names(243, seed=5))]
-    result = split_records(records, SplitParams(), None)
+    result = split_records(records, SplitParams(test_ratio=0.1), None)
     sizes = {s: len(result.splits[s]) for s in SPLITS}
     n = len(records)
     assert abs(sizes["val"] - 0.1 * n) <= 2 and abs(sizes["test"] - 0.1 * n) <= 2, sizes
