@@ -387,6 +387,15 @@ def test_an_answer_is_familiar_when_any_accepted_form_was_trained_on():
     assert answer_novelty([{k: v for k, v in jfk.items() if k != "references"}], train) == {"L000001": True}
 
 
+def test_an_answer_is_known_only_when_one_training_answer_holds_its_words_together():
+    chandler = record(1, "who played chandler bing in friends", "Matthew Perry")
+    scattered = [record(2, "who directed the matrix", "Lana Wachowski and Matthew Broderick"),
+                 record(3, "who commanded the black ships", "Commodore Perry")]
+    assert answer_novelty([chandler], scattered) == {"L000001": True}  # "matthew" and "perry" apart: no fact
+    together = [*scattered, record(4, "who starred in the whole nine yards", "Matthew Perry and Bruce Willis")]
+    assert answer_novelty([chandler], together) == {"L000001": False}
+
+
 def test_triage_and_report_split_scores_by_novel_and_familiar_answers():
     from tuneproof.report import novelty_table
     from tuneproof.triage import triage

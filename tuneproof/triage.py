@@ -3,6 +3,8 @@ training data never held: USE RAG) or format (JSON validity up, field correctnes
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
+
 import numpy as np
 
 from tuneproof.compare_params import CompareParams
@@ -22,17 +24,31 @@ def content_words(text: str) -> set[str]:
 
 def answer_novelty(test: list[dict], train: list[dict]) -> dict[str, bool]:
     """Per test id: is the answer novel, i.e. for every accepted answer (the completion and any
-    `references`), are most of its content words neither in any training completion nor in the
-    record's own prompt (copying from the input is not knowledge)? One familiar form makes the
-    answer familiar: "6 geese a-laying" is not new knowledge when training held "six geese a-laying".
-    Only train completions count as seen: a train record's other references were never trained on."""
-    seen = set().union(*(content_words(r["completion"]) for r in train)) if train else set()
+    `references`), are most of its content words in neither the record's own prompt (copying from
+    the input is not knowledge) nor any ONE training completion? Words count as known together, as
+    the fact is: "Matthew Perry" is not in training because one train answer held "Matthew" and
+    another "Perry". One familiar form makes the answer familiar: "6 geese a-laying" is not new
+    knowledge when training held "six geese a-laying". Only train completions count as seen: a
+    train record's other references were never trained on."""
+    holders: dict[str, set[int]] = defaultdict(set)  # content word -> the train completions holding it
+    for i, record in enumerate(train):
+        for word in content_words(record["completion"]):
+            holders[word].add(i)
     novel = {}
     for record in test:
-        known = seen | content_words(prompt_text(record))
-        forms = [content_words(answer) for answer in accepted_answers(record)]
-        novel[record["id"]] = all(words and len(words - known) >= 0.5 * len(words) for words in forms)
+        prompt = content_words(prompt_text(record))
+        novel[record["id"]] = all(_novel_form(content_words(answer), prompt, holders)
+                                  for answer in accepted_answers(record))
     return novel
+
+
+def _novel_form(words: set[str], prompt: set[str], holders: dict[str, set[int]]) -> bool:
+    """At least half of `words` are in neither `prompt` nor the one train completion holding most of them."""
+    if not words:
+        return False
+    together = Counter(i for word in words - prompt for i in holders.get(word, ()))
+    known = len(words & prompt) + max(together.values(), default=0)
+    return len(words) - known >= 0.5 * len(words)
 
 
 def novel_familiar_scores(rows: list[dict], novel: dict[str, bool], metric: str) -> tuple[float | None, float | None]:
