@@ -15,7 +15,7 @@ import shutil
 import pytest
 import yaml
 
-from tuneproof.demo_data import demo_records
+from demo.support_tickets import demo_records
 from tuneproof.drift import DriftParams, domain_score, drift_check, load_production, production_overlap
 from tuneproof.io import TuneproofError, write_json, write_jsonl
 from tuneproof.records import load_prompts
