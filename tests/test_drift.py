@@ -20,7 +20,7 @@ from tuneproof.drift import DriftParams, domain_score, drift_check, load_product
 from tuneproof.io import TuneproofError, write_json, write_jsonl
 from tuneproof.records import load_prompts
 
-from test_compare import record, scenario_inputs
+from scenarios import record, scenario_inputs
 
 SMS_WORDS = ["hey", "r u", "coming", "2nite", "lol", "txt me", "call", "free", "prize", "ur", "mum", "c u", "l8r",
              "ok", "gr8", "pub", "bus", "wat", "doin", "luv", "xx", "WIN", "claim now", "reply STOP"]
