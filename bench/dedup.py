@@ -28,7 +28,7 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tuneproof.deduplicate import score_against_truth  # noqa: E402
-from tuneproof.demo_data import benchmark_records  # noqa: E402
+from demo.support_tickets import benchmark_records  # noqa: E402
 from tuneproof.neardup import LSH_WEIGHTS, find_near_duplicates, shingles  # noqa: E402
 from tuneproof.text import normalise  # noqa: E402
 

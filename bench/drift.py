@@ -9,7 +9,7 @@ functions at params.yaml's defaults (tuneproof/drift.py): AUC with its CI, the s
 the prompts least like any test prompt, and the overlap with train by the split audit's measure.
 
 Then the CI's calibration under no drift: 20 draws of 150 test and 150 "production" demo tickets
-from one generator (tuneproof.demo_data.make_ticket): the spread of the AUC from draw to draw
+from one generator (demo.support_tickets.make_ticket): the spread of the AUC from draw to draw
 against the CI's half-width, and how often the CI covers 0.5.
 """
 
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tuneproof.demo_data import make_ticket  # noqa: E402
+from demo.support_tickets import make_ticket  # noqa: E402
 from tuneproof.drift import DriftParams, domain_score, drift_check, production_overlap  # noqa: E402
 from tuneproof.records import load_prompts, load_records  # noqa: E402
 

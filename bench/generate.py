@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tuneproof.config import Prompt  # noqa: E402
-from tuneproof.demo_data import make_ticket  # noqa: E402
+from demo.support_tickets import make_ticket  # noqa: E402
 from tuneproof.generation import GenerateParams, generate  # noqa: E402
 from tuneproof.modeling import load_model, load_tokenizer  # noqa: E402
 from tuneproof.params import load_section  # noqa: E402

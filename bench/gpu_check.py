@@ -2,7 +2,7 @@
 config-only ~1.1B llama (no download), with tokens/s, peak memory and MFU printed last.
 
     bench/gpu_check.sh                 # CUDA: ~1.1B llama (TinyLlama-1.1B shape), bf16; ~2 min on one H100
-    bench/gpu_check.sh --tiny          # CPU smoke run of the same code on a 2-layer toy (tests/test_bench.py)
+    bench/gpu_check.sh --tiny          # CPU smoke run of the same code on a 2-layer toy (tests/test_gpu_check.py)
     bench/gpu_check.sh --steps 30 --batch-size 16 --seq-len 2048 --out gpu_check.json
 
 What runs is the pipeline's own code, not a stand-in: tuneproof.trainer.build_trainer (TRL SFTTrainer,
@@ -55,7 +55,7 @@ def build_model_dir(out: Path, shape: dict, device, dtype) -> Path:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from tuneproof.testing import build_tiny_tokenizer
+    from tests.tiny_model import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()
     vocab = max(shape.get("vocab_size", 0), len(tokenizer))

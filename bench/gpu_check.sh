@@ -2,7 +2,7 @@
 # Device check for a lent GPU (see bench/gpu_check.py): ~1.1B config-only llama, LoRA steps,
 # batched generation, QLoRA; prints tokens/s, peak memory and MFU last.
 #   bench/gpu_check.sh            # CUDA, <= 8 min on one H100
-#   bench/gpu_check.sh --tiny     # CPU smoke run (tests/test_bench.py)
+#   bench/gpu_check.sh --tiny     # CPU smoke run (tests/test_gpu_check.py)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false

@@ -1,6 +1,6 @@
 """Leak grouping on short texts: planted near-copies vs distinct questions that share a template.
 
-    python bench/grouping.py             # generated questions, then the real datasets if present
+    python bench/grouping.py [DATASETS]  # generated questions, then DATASETS/* if present (default ../shared/datasets)
 
 Generates 5-12-word questions from templates with rare slot words (made-up names), then plants:
   * one-word edits (a synonym, or an inserted word) and two-word edits of 300 of them;
@@ -13,7 +13,7 @@ Groupings, side by side on the same texts: the old default (word-shingle Jaccard
 linkage), TF-IDF cosine with single linkage, complete and average linkage (scipy, inside each
 single-linkage component), and single linkage capped at `split.group_max_size` records.
 
-Then, for each dataset in /work/shared/datasets/{banking77,sms_spam,efficientqa} (skipped when
+Then, for each dataset in DATASETS/{banking77,sms_spam,efficientqa} (skipped when
 absent), the old and the new default after dedup, at params.yaml's split ratios: the largest
 group, records in groups of 2+, train/val/test, the TF-IDF >= 0.55 pairs that straddle two
 splits, and the audit's verdict (with its report-only count of val/test prompts that have a
@@ -43,7 +43,6 @@ from tuneproof.records import leak_text, load_records  # noqa: E402
 from tuneproof.similar import similar_pairs, tfidf_vectors  # noqa: E402
 from tuneproof.splitting import SplitParams, assign_splits, leak_groups, split_records  # noqa: E402
 
-DATASETS = Path("/work/shared/datasets")
 LABEL_FIELD = {"banking77": "completion", "sms_spam": "completion", "efficientqa": None}  # README's task.label_field
 
 TEMPLATES = [  # (form, reordered form or None); {a} and {b} take rare names
@@ -161,8 +160,8 @@ def audit_catches(texts: list[str], planted) -> float:
     return sum(len(grams[i] & grams[j]) / len(grams[i] | grams[j]) >= 0.8 for i, j, _ in planted) / len(planted)
 
 
-def real_data(name: str, params: SplitParams) -> str:
-    records = dedup_records(load_records(DATASETS / name / "data.jsonl"), DedupParams(truth=None)).records
+def real_data(datasets: Path, name: str, params: SplitParams) -> str:
+    records = dedup_records(load_records(datasets / name / "data.jsonl"), DedupParams(truth=None)).records
     result = split_records(records, params, LABEL_FIELD[name])
     where = {id(r): s for s, rs in result.splits.items() for r in rs}
     straddle = sum(where[id(records[i])] != where[id(records[j])]
@@ -186,7 +185,7 @@ def label(how: tuple) -> str:
     return f"{measure} {threshold} " + ("single" if link is None else link if isinstance(link, str) else f"cap {link}")
 
 
-def main() -> None:
+def main(datasets: Path) -> None:
     texts, planted, distinct = generate()
     print(f"bench/grouping: {len(texts)} questions, {len(planted)} planted near-copy pairs "
           f"(one-word edits, two-word edits, reorderings), {len(distinct)} distinct template-sharing pairs; "
@@ -202,16 +201,16 @@ def main() -> None:
     defaults = load_section(SplitParams, "split", ROOT / "params.yaml")
     old = replace(defaults, group_measure="shingles", group_threshold=0.4, group_max_size=None)
     for name in LABEL_FIELD:
-        if not (DATASETS / name / "data.jsonl").is_file():
-            print(f"\n{name}: skipped, {DATASETS / name} is absent")
+        if not (datasets / name / "data.jsonl").is_file():
+            print(f"\n{name}: skipped, {datasets / name} is absent")
             continue
         print(f"\n{name} (after dedup; val {defaults.val_ratio}, test {defaults.test_ratio}):\n"
               f"{'default':26s} {'largest':>8s} {'in 2+':>9s} {'train/val/test':>18s} {'straddle':>9s}   audit")
         for title, params in (("old: " + label(("shingles", 0.4, None)), old),
                               ("new: " + label((defaults.group_measure, defaults.group_threshold,
                                                 defaults.group_max_size)), defaults)):
-            print(f"{title:26s} {real_data(name, params)}")
+            print(f"{title:26s} {real_data(datasets, name, params)}")
 
 
 if __name__ == "__main__":
-    main()
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT.parent / "shared" / "datasets")

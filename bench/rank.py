@@ -82,7 +82,7 @@ def main() -> None:
     batch_size = args.batch_size or load_section(GenerateParams, "generate", args.params).batch_size
     base = Path(args.base)
     if not (base / "model.safetensors").is_file():
-        from tuneproof.testing import build_tiny_model_dir
+        from tests.tiny_model import build_tiny_model_dir
 
         print(f"{base} has no weights: using a tiny config-built llama")
         base = build_tiny_model_dir(Path(tempfile.mkdtemp()) / "tiny")

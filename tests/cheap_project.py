@@ -15,7 +15,7 @@ import yaml
 from stages import compare, dedup, split
 from tuneproof.io import read_jsonl, sha256_file, write_json, write_jsonl
 
-from test_compare import metrics_of, probe_result, scored
+from scenarios import metrics_of, probe_result, scored
 from test_split import family_records
 
 RAW = "data/raw/mine.jsonl"

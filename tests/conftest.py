@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tuneproof.testing import build_tiny_model_dir
+from tiny_model import build_tiny_model_dir
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATASETS = ROOT.parent / "shared" / "datasets"
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from tuneproof.demo_data import make_ticket
+from demo.support_tickets import make_ticket
 from tuneproof.io import write_jsonl
 
 

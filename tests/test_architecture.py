@@ -1,7 +1,8 @@
 """The house's import rule: stages/ -> tuneproof/ -> third-party, never back.
 
 Only tests may import a stage; a stage never imports another stage (what two stages share lives
-in the library). Launching a stage by name (`python -m stages.train`, a string) is not an import.
+in the library). The shipped packages (tuneproof/, stages/) never import the demo generator (demo/)
+or the test helpers (tests/), which pyproject.toml leaves out of the wheel. Launching a stage by name (`python -m stages.train`, a string) is not an import.
 dvc.yaml lists as a stage's deps exactly the library modules it runs (imports, lazy ones too).
 """
 
@@ -109,6 +110,20 @@ def test_no_stage_imports_another_stage():
         if found:
             offenders[path.name] = sorted(found)
     assert not offenders, f"a stage imports another stage; share the code through tuneproof/: {offenders}"
+
+
+def test_shipped_packages_never_import_demo_or_test_code():
+    shipped = sorted((ROOT / "tuneproof").glob("*.py")) + sorted((ROOT / "stages").glob("*.py"))
+    unshipped = {"demo", "tests", "conftest", *(p.stem for p in (ROOT / "tests").glob("*.py"))}
+    offenders = {}
+    for path in shipped:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if bad := [n for n in names if n.split(".")[0] in unshipped]:
+                offenders.setdefault(str(path.relative_to(ROOT)), []).extend(bad)
+    assert len(shipped) > 10 and "tiny_model" in unshipped
+    assert not offenders, f"the wheel ships without demo/ and tests/; move what is needed into tuneproof/: {offenders}"
 
 
 def test_dvc_deps_are_the_library_modules_each_stage_imports():

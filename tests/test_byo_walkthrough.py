@@ -213,7 +213,9 @@ def test_byo_walkthrough_runs_end_to_end_on_a_fresh_copy(tmp_path, tiny_model_di
     compare = json.loads((repo / "metrics/compare.json").read_text())
     verdict = compare["verdict"]
     # ~100 records leave ~6 for test (split.test_ratio 0.06): under compare.min_test_records, so no
-    # verdict can be earned, and the report says how many records would be needed.
+    # verdict can be earned, and the report says how many records would be needed. Deterministic:
+    # only the leakage check comes before evidence (tuneproof/verdict.py), and both depend on the
+    # split alone, never on the training trajectory.
     assert verdict == "INSUFFICIENT EVIDENCE" and compare["n_needed"] >= 30
     assert "split: WARNING: test has only" in repro.stderr
     assert report.splitlines()[0] == f"# tuneproof verdict: {verdict}"

@@ -11,7 +11,7 @@ import yaml
 from stages.dedup import main
 from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS
 from tuneproof.deduplicate import DedupParams, dedup_records, score_against_truth
-from tuneproof.demo_data import write_demo
+from demo.support_tickets import write_demo
 from tuneproof.io import TuneproofError, write_jsonl
 from tuneproof.records import load_records
 

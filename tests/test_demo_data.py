@@ -1,4 +1,4 @@
-"""tuneproof.demo_data: a deterministic, learnable demo task with a truthful duplicate ground truth."""
+"""demo.support_tickets: a deterministic, learnable demo task with a truthful duplicate ground truth."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tuneproof.demo_data import (
+from demo.support_tickets import (
     INTENTS,
     MAX_BASE_JACCARD,
     WITH_ORDER,

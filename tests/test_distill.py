@@ -25,7 +25,7 @@ from tuneproof.io import TuneproofError, read_json, write_jsonl
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.prompting import format_prompt
 from tuneproof.records import iter_records, load_records, parse_prompt
-from tuneproof.testing import build_tiny_model_dir
+from tiny_model import build_tiny_model_dir
 
 PROMPTS = ["my card was declined for order 12345", "where is my parcel, it is late",
            "I cannot log in to my account", "cancel my subscription please"]

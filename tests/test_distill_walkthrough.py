@@ -10,7 +10,7 @@ from test_byo_walkthrough import ROOT, fresh_copy, run, set_params
 
 from tuneproof.io import read_json, write_jsonl
 from tuneproof.records import load_records
-from tuneproof.testing import build_tiny_model_dir
+from tiny_model import build_tiny_model_dir
 
 PROMPTS = [f"please help with order {n}: {issue}" for n, issue in
            enumerate(["my card was declined", "the parcel is late", "I cannot log in", "cancel my plan",

@@ -15,12 +15,12 @@ import shutil
 import pytest
 import yaml
 
-from tuneproof.demo_data import demo_records
+from demo.support_tickets import demo_records
 from tuneproof.drift import DriftParams, domain_score, drift_check, load_production, production_overlap
 from tuneproof.io import TuneproofError, write_json, write_jsonl
 from tuneproof.records import load_prompts
 
-from test_compare import record, scenario_inputs
+from scenarios import record, scenario_inputs
 
 SMS_WORDS = ["hey", "r u", "coming", "2nite", "lol", "txt me", "call", "free", "prize", "ur", "mum", "c u", "l8r",
              "ok", "gr8", "pub", "bus", "wat", "doin", "luv", "xx", "WIN", "claim now", "reply STOP"]

@@ -14,7 +14,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from tuneproof import progress as prog
-from tuneproof.demo_data import benchmark_records
+from demo.support_tickets import benchmark_records
 from tuneproof.io import TuneproofError, write_jsonl
 
 

@@ -17,7 +17,7 @@ from tuneproof.io import TuneproofError, read_json, sha256_file, write_jsonl
 from tuneproof.modeling import check_liger, check_method, load_base_model, lora_config
 from tuneproof.prompting import completion_target, format_prompt
 from tuneproof.recipe import resolve_params
-from tuneproof.testing import build_tiny_model_dir, build_tiny_tokenizer
+from tiny_model import build_tiny_model_dir, build_tiny_tokenizer
 from tuneproof.train_config import LoraParams, TrainParams
 from tuneproof.train_data import build_dataset, tokenize_record
 from tuneproof.trainer import build_trainer, sft_config
@@ -377,7 +377,7 @@ def test_replay_mixes_the_base_models_own_general_answers_into_training(tiny_mod
     from tuneproof.recipe import replay_records, template_default_system
 
     tokenizer = load_tokenizer(tiny_model_dir)
-    assert template_default_system(tokenizer) == "You are a helpful AI assistant."  # tuneproof.testing's template
+    assert template_default_system(tokenizer) == "You are a helpful AI assistant."  # tiny_model's template
     prompts = tmp_path / "replay.jsonl"
     prompts.write_text('{"prompt": "Name a colour."}\n{"prompt": "Say hello."}\n')
     general = replay_records(load_model(tiny_model_dir), tokenizer, prompts, 5, 0, 4)

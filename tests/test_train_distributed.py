@@ -13,14 +13,15 @@ import yaml
 from accelerate.commands.launch import launch_command_parser
 
 from stages import train as stage
-from tests import test_train as single  # its tiny split data and tiny train params
-from tests.conftest import ROOT, git_init
 from tuneproof import distributed
 from tuneproof.checkpoints import FINGERPRINT
 from tuneproof.config import ADAPTER_INFO
 from tuneproof.curves import CURVES_DIR
 from tuneproof.distributed import check_distributed
 from tuneproof.io import TuneproofError, read_json
+
+import test_train as single  # its tiny split data and tiny train params
+from conftest import ROOT, git_init
 
 split_dir = single.split_dir  # the same 32 train / 8 val tiny records as tests/test_train.py
 

@@ -4,7 +4,7 @@ Deliberately independent of the MinHash/word-shingle machinery that groups recor
 (`tuneproof.neardup`): a different unit (characters, not words), exact (no sketch, no LSH
 misses) and all-pairs through a sparse inverted index, so a leak the grouping missed still shows
 up here. Character n-grams keep the measure meaningful for short texts such as SMS, where a
-text may not even have one word 8-gram (METHODS.md, "Contamination audit").
+text may not even have one word 8-gram.
 
 Texts are normalised first (`tuneproof.text.normalise`: NFKC, no format characters, look-alikes mapped, casefold, punctuation -> space), so case,
 spacing and punctuation edits do not hide a copy; a text shorter than `n` characters is one gram,

@@ -201,7 +201,7 @@ def line_of(record_id: str) -> int:
 def score_against_truth(clusters: list[dict], truth: dict) -> dict:
     """Recall and precision of the exact + near dropping against planted duplicates.
 
-    Truth groups (`demo_data.plant_duplicates`) of kind exact/near hold an original line and its
+    Truth groups (`demo.support_tickets.plant_duplicates`) of kind exact/near hold an original line and its
     planted copies; each group should lose all but one record, so `should_drop = sum(|group| - 1)`.
     A record dropped as exact or near is a TRUE drop when the record finally kept in its place
     (following exact -> near merges) is in the same truth group.

@@ -10,7 +10,7 @@ Speed on CPU comes from three things (see bench/generate.py for measured ratios)
   * shared-prefix ("cascade") attention while decoding: each row's cache holds only its own
     tokens, and every decode step scores the batch's queries against the one copy of the prefix
     in a single matrix product. A per-row copy of the prefix would make each step read batch x
-    prefix keys and values, which is what bounds decoding on CPU (about half of a step here).
+    prefix keys and values, which is what bounds decoding on CPU (bench/generate.py measures it).
 Each batch holds `[left padding | own suffix | generated]`; the attention mask hides the padding
 and position ids continue after the prefix, so every row sees exactly the tokens it would see
 alone (batched and one-at-a-time outputs are compared in tests and the bench).

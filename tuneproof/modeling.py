@@ -26,7 +26,7 @@ def select_device() -> torch.device:
 
 
 def select_dtype(device: torch.device) -> torch.dtype:
-    """bf16 on CUDA that supports it; fp32 elsewhere (CPU bf16 ran 17x slower here)."""
+    """bf16 on CUDA that supports it; fp32 elsewhere (a CPU without bf16 units emulates it, many times slower)."""
     if device.type == "cuda" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return torch.float32

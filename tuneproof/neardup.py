@@ -10,7 +10,7 @@ Pipeline (Broder 1997; datasketch's MinHash LSH):
      `MinHashLSH(threshold, num_perm, weights=LSH_WEIGHTS)` (its bands and rows), bucketed for all
      texts at once with numpy. The weights favour recall, since step 5 removes false positives.
   5. Every candidate pair is confirmed by the EXACT Jaccard similarity of its shingle sets
-     (`>= threshold`); confirmed pairs are merged transitively (union-find).
+     (`>= threshold`); confirmed pairs are merged transitively (scipy's union-find `DisjointSet`).
 
 Hashing dominates the cost, so the per-text Python work is kept to building shingle strings and
 one SHA-1 each; the permutations, the minimum and the LSH banding run vectorised over all texts.
@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
+from scipy.cluster.hierarchy import DisjointSet
 
 from tuneproof.progress import progress, progress_bar
 from tuneproof.text import normalise
@@ -158,24 +159,24 @@ def find_near_duplicates(texts: list[str], threshold: float, shingle_size: int, 
               for t in progress(texts, desc="shingle", unit="text", disable=len(texts) < _PROGRESS_MIN)]
     if len(texts) < 2:
         return NearDuplicates([], {}, 0)
+    return confirm_candidates(candidate_buckets(hashes, threshold, num_perm, seed), hashes, threshold)
+
+
+def candidate_buckets(hashes: list[np.ndarray], threshold: float, num_perm: int, seed: int = 1) -> list[list[int]]:
+    """Groups of texts (by index) whose pairs are candidates, from their shingle hashes."""
     if threshold >= 1.0:  # only identical shingle sets qualify: group them directly (LSH cannot band at 1.0)
         same: dict[frozenset, list[int]] = {}
         for i, h in enumerate(hashes):
             same.setdefault(frozenset(h.tolist()), []).append(i)
-        buckets = [group for group in same.values() if len(group) > 1]
-    else:
-        buckets = lsh_buckets(minhash_signatures(hashes, num_perm, seed), threshold)
+        return [group for group in same.values() if len(group) > 1]
+    return lsh_buckets(minhash_signatures(hashes, num_perm, seed), threshold)
 
-    # Union-find over confirmed pairs. A pair already in one group is not checked again: it could
-    # not change the groups, and it keeps a bucket of m copies of one text at ~m checks, not m^2/2.
-    parent = list(range(len(texts)))
 
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
+def confirm_candidates(buckets: list[list[int]], hashes: list[np.ndarray], threshold: float) -> NearDuplicates:
+    """Merge the candidate pairs of `buckets` whose exact shingle Jaccard is >= `threshold`.
+    A pair already in one group is not checked again: it could not change the groups, and it
+    keeps a bucket of m copies of one text at ~m checks, not m^2/2."""
+    groups = DisjointSet(range(len(hashes)))
     sets: dict[int, frozenset] = {}
 
     def shingle_set(i: int) -> frozenset:
@@ -188,18 +189,13 @@ def find_near_duplicates(texts: list[str], threshold: float, shingle_size: int, 
     for bucket in buckets:
         for x, i in enumerate(bucket):
             for j in bucket[x + 1:]:
-                ri, rj = root(i), root(j)
-                if ri == rj or (i, j) in checked:
+                if groups.connected(i, j) or (i, j) in checked:
                     continue
                 checked.add((i, j))
-                sim = jaccard(shingle_set(i), shingle_set(j))
-                if sim >= threshold:
-                    parent[max(ri, rj)] = min(ri, rj)
+                if (sim := jaccard(shingle_set(i), shingle_set(j))) >= threshold:
+                    groups.merge(i, j)
                     similarity[(i, j)] = sim
-    groups: dict[int, list[int]] = {}
-    for i in range(len(texts)):
-        groups.setdefault(root(i), []).append(i)
-    clusters = sorted((g for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+    clusters = sorted((sorted(g) for g in groups.subsets() if len(g) > 1), key=lambda g: g[0])
     return NearDuplicates(clusters, similarity, len(checked))
 
 

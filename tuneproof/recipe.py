@@ -24,7 +24,7 @@ from tuneproof.io import TuneproofError, read_json, sha256_file
 from tuneproof.train_config import TrainParams
 
 AUTO = "auto"
-DEMO_TRUTH = Path("data/raw/planted_duplicates.json")  # written by tuneproof.demo_data beside the demo file
+DEMO_TRUTH = Path("data/raw/planted_duplicates.json")  # written by demo/support_tickets.py beside the demo file
 
 DEMO = {"learning_rate": 3.0e-3, "max_steps": 64, "num_epochs": 1.0, "max_examples": None, "eval_steps": 32,
         "val_records": 8, "balance": "none", "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"],
@@ -34,7 +34,7 @@ DEMO = {"learning_rate": 3.0e-3, "max_steps": 64, "num_epochs": 1.0, "max_exampl
 # larger steps, as in muP-style width scaling: lr ~ 1/sqrt(width).
 REFERENCE_WIDTH = 4096
 LORA_LR, FULL_LR = 2e-4, 1e-5
-CPU_MAX_EXAMPLES = 768      # training examples seen on CPU (~15 minutes for short prompts on 2 cores) ...
+CPU_MAX_EXAMPLES = 768      # training examples seen on CPU (its time budget: bench/RESULTS.md) ...
 CPU_EXAMPLES_PER_LABEL = 24  # ... or this many per label if more: 768 examples are 10 per intent of banking77's 77
 EVALS_PER_RUN = 6           # validations per run: early stopping (patience 3) can act on the second half
 DATA_VAL_RECORDS = 64       # validation records decoded at each validation (the checkpoint's score)

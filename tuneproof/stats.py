@@ -1,9 +1,9 @@
-"""Paired significance for per-example scores (see ../shared/METHODS.md, "The bar and the comparison").
+"""Paired significance for per-example scores: fine-tune and baseline scored on the same test ids.
 
 * Paired bootstrap (Koehn 2004): resample test ids with replacement, the SAME ids for both
   systems, and take percentiles of metric(a) - metric(b).
-* Macro-F1 is a corpus metric: the paired bootstrap recomputes it for both systems on every
-  resample of test ids (../shared/METHODS.md, "Enough evidence, fair attempts, honest selection").
+* Macro-F1 is a corpus metric (not a mean of per-example scores): the paired bootstrap recomputes
+  it for both systems on every resample of test ids, so its interval is as honest as accuracy's.
 * McNemar's exact test for binary scores: two-sided binomial test on the discordant pairs.
 """
 

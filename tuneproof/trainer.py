@@ -107,8 +107,9 @@ def use_loraplus(trainer, params: TrainParams) -> None:
 
 def sft_config(params: TrainParams, output_dir: str | Path, device, best_metric: str = "eval_loss"):
     """TRL SFTConfig for resolved `params`. bf16 only on CUDA that supports it (TRL defaults to
-    bf16=True, which on these CPUs is ~17x slower); validation and a checkpoint every eval_steps,
-    the best by `best_metric` kept (eval_loss: lowest; a decoded score such as eval_accuracy: highest)."""
+    bf16=True, which a CPU without bf16 units emulates, many times slower); validation and a
+    checkpoint every eval_steps, the best by `best_metric` kept (eval_loss: lowest; a decoded score
+    such as eval_accuracy: highest)."""
     from trl import SFTConfig
 
     return SFTConfig(

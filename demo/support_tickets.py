@@ -1,6 +1,6 @@
 """The demo task: customer-support tickets -> a one-line JSON triage in a fixed house style.
 
-    python -m tuneproof.demo_data            # writes data/raw/support_tickets.jsonl + planted_duplicates.json
+    python -m demo.support_tickets       # writes data/raw/support_tickets.jsonl + planted_duplicates.json
 
 Each record is `{"prompt": <ticket>, "completion": <JSON>}` with the completion
 `{"intent": <one of INTENTS>, "priority": "low|medium|high", "reply": "Hi <First>, <sentence>. - Acme Support"}`.
@@ -475,7 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     data_path, truth_path = write_demo(args.out_dir, args.seed)
     truth = json.loads(truth_path.read_text(encoding="utf-8"))
-    print(f"demo_data: {truth['records']} records ({truth['unique_tickets']} unique tickets, planted "
+    print(f"support_tickets: {truth['records']} records ({truth['unique_tickets']} unique tickets, planted "
           f"{truth['counts']}) -> {data_path}, ground truth -> {truth_path}")
 
 
