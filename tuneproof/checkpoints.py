@@ -13,7 +13,7 @@ import glob
 import shutil
 from pathlib import Path
 
-from tuneproof.config import SOURCE_INFO
+from tuneproof.config import SOURCE_INFO, split_file
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_file, sha256_text, write_json
 from tuneproof.train_config import TrainParams
 
@@ -34,7 +34,7 @@ def base_model_info(base_dir: str | Path) -> dict:
 
 def data_info(split_dir: str | Path, splits: dict[str, list[dict]]) -> dict:
     """sha256 and record count of each split file read (`splits`: name -> its records)."""
-    return {name: {"sha256": sha256_file(Path(split_dir) / f"{name}.jsonl"), "records": len(records)}
+    return {name: {"sha256": sha256_file(Path(split_dir) / split_file(name)), "records": len(records)}
             for name, records in splits.items()}
 
 

@@ -31,8 +31,8 @@ from scipy.stats import bootstrap, rankdata
 from tuneproof.contamination import max_jaccard
 from tuneproof.io import TuneproofError
 from tuneproof.records import leak_text, load_prompts, sample_records
-from tuneproof.similar import tfidf_vectors
-from tuneproof.text import normalise
+from tuneproof.similar import max_similarity
+from tuneproof.text import excerpt, normalise
 from tuneproof.verdict_advice import FAIL, NA, PASS, WARN, check
 
 NOT_RUN = ("not run: no production sample (set paths.production to a JSONL file of production prompts, or put "
@@ -82,11 +82,6 @@ def load_production(path: str | None) -> list[dict] | None:
     return [record for file in files for record in load_prompts(file, missing)] if files else None
 
 
-def _excerpt(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
-
-
 def _classifier(seed: int):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
@@ -122,17 +117,11 @@ def _separating_terms(model, texts: list[str], y: np.ndarray, top: int) -> dict[
 
 def _unlike_test(production: list[dict], test: list[dict], k: int) -> list[dict]:
     """The k production prompts whose highest word/character TF-IDF cosine to any test prompt is lowest."""
-    texts = [leak_text(r) for r in test] + [leak_text(r) for r in production]
-    vectors = tfidf_vectors(texts)
-    n_t = len(test)
-    if vectors:
-        sims = sum((v[n_t:] @ v[:n_t].T).toarray() for v in vectors) / len(vectors)
-    else:  # no word anywhere: nothing resembles anything
-        sims = np.zeros((len(production), n_t))
-    best, nearest = sims.max(axis=1), sims.argmax(axis=1)
+    best, nearest = max_similarity([leak_text(r) for r in production], [leak_text(r) for r in test])
+    nearest = np.maximum(nearest, 0)  # no word anywhere: every cosine is 0, and the first test prompt is as near as any
     order = np.argsort(best, kind="stable")[:k]
-    return [{"id": production[i]["id"], "text": _excerpt(leak_text(production[i])), "similarity": round(float(best[i]), 4),
-             "nearest_test_id": test[nearest[i]]["id"]} for i in order]
+    return [{"id": production[i]["id"], "text": excerpt(leak_text(production[i]), EXCERPT_CHARS),
+             "similarity": round(float(best[i]), 4), "nearest_test_id": test[nearest[i]]["id"]} for i in order]
 
 
 def domain_score(test: list[dict], production: list[dict], params: DriftParams, n_resamples: int, confidence: float,
@@ -199,7 +188,7 @@ def production_overlap(production: list[dict] | None, train: list[dict], audit: 
     scores, best = max_jaccard([leak_text(r) for r in production], [leak_text(r) for r in train], ngram)
     order = np.argsort(-scores, kind="stable")
     pairs = [{"id": production[i]["id"], "train_id": train[best[i]]["id"], "score": round(float(scores[i]), 4),
-              "text": _excerpt(leak_text(production[i]))} for i in order[:top] if scores[i] >= threshold]
+              "text": excerpt(leak_text(production[i]), EXCERPT_CHARS)} for i in order[:top] if scores[i] >= threshold]
     copies = int((scores >= threshold).sum())
     measure = f"character {ngram}-gram Jaccard >= {threshold}, the split audit's measure"
     if copies:

@@ -149,7 +149,8 @@ def replay_records(model, tokenizer, prompts_file: str | Path, n: int, seed: int
     torch.manual_seed(seed)
     answers: list[str] = []
     for start in progress(range(0, len(prompts), batch_size), desc="replay answers", unit="batch"):
-        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True,
+                          add_special_tokens=False).to(model.device)  # load_model puts it on the GPU when there is one
         with torch.inference_mode():
             out = model.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
                                  max_new_tokens=REPLAY_MAX_NEW_TOKENS, pad_token_id=tokenizer.pad_token_id)
