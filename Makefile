@@ -43,9 +43,11 @@ pr-report: $(STAMP)
 clean-venv:
 	rm -rf $(VENV)
 
-# Re-lock after changing pyproject.toml's dependencies (needs pip-tools; torch is dropped: see above).
+# Re-lock after changing pyproject.toml's dependencies: `make lock PY=<a python with pip-tools>` (torch is dropped: see above).
 lock:
 	$(PY) -m piptools compile --generate-hashes --extra dev --strip-extras --no-emit-index-url \
 		--no-emit-find-links -o requirements.lock pyproject.toml
 	$(PY) -c "import re, pathlib; p = pathlib.Path('requirements.lock'); \
-		p.write_text(re.sub(r'(?ms)^torch==[^\n]*\n(?:    [^\n]*\n)*', '', p.read_text()))"
+		HEADER = '# Every dependency except torch, pinned with hashes (pip-compile --generate-hashes; see Makefile \x60lock\x60).\n' \
+		'# torch is installed first on its own: its build differs by machine (CPU here, CUDA on a GPU box).\n'; \
+		p.write_text(HEADER + re.sub(r'(?ms)^torch==[^\n]*\n(?:    [^\n]*\n)*', '', p.read_text()))"

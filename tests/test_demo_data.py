@@ -107,12 +107,9 @@ def test_benchmark_records():
     assert benchmark_records(2000, seed=1) == (records, truth)
 
 
-def test_completions_are_short_for_the_base_tokenizer(demo):
-    base = ROOT / "models" / "base"
-    if not (base / "tokenizer.json").is_file():
-        pytest.skip("models/base not materialised (run `dvc repro base_model`)")
+def test_completions_are_short_for_the_base_tokenizer(demo, embedded_model_dir):
     from tokenizers import Tokenizer
 
-    tokenizer = Tokenizer.from_file(str(base / "tokenizer.json"))
+    tokenizer = Tokenizer.from_file(str(embedded_model_dir / "tokenizer.json"))
     lengths = [len(e.ids) for e in tokenizer.encode_batch([r["completion"] for r in demo[0]], add_special_tokens=False)]
     assert max(lengths) <= 45, max(lengths)

@@ -1,6 +1,7 @@
 """The optional distill stage: a local-model teacher (always run, tiny model), an endpoint teacher's
-retries and errors against a stdlib HTTP server that fails on purpose, and a real OpenAI-compatible
-server (llama-cpp-python serving the embedded GGUF) when that package is installed."""
+retries and errors against a stdlib HTTP server that fails on purpose, and real OpenAI-compatible
+servers: `transformers serve` on the embedded default (always), llama-cpp-python on its GGUF (when
+that package is installed)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -191,52 +193,82 @@ def test_an_unset_key_variable_is_named(project_dir, monkeypatch):
         EndpointTeacher("http://127.0.0.1:1/v1", "m", GenerateParams(), api_key_env="TP_TEST_KEY")
 
 
-# --- a real OpenAI-compatible server -------------------------------------------------------------
+# --- real OpenAI-compatible servers ---------------------------------------------------------------
 LLAMA_PYTHON = os.environ.get("TUNEPROOF_LLAMA_PYTHON", sys.executable)  # a Python with llama-cpp-python[server]
 
 
-def llama_server_available() -> bool:
-    return subprocess.run([LLAMA_PYTHON, "-c", "import llama_cpp.server"], capture_output=True).returncode == 0
+@dataclass(frozen=True)
+class Server:
+    url: str
+    model: str         # the name the server answers to
+    key: str | None    # the key it demands (None: it checks none)
 
 
-@pytest.fixture
-def llama_server():
-    """llama-cpp-python's OpenAI-compatible server on the embedded SmolLM2 GGUF, with an API key."""
-    if not llama_server_available():
+def wait_for_port(proc: subprocess.Popen, port: int, what: str, tries: int = 480) -> None:
+    for _ in range(tries):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"{what} exited while starting")
+            time.sleep(0.25)
+    pytest.fail(f"{what} did not listen on port {port} within {tries / 4:.0f} s")
+
+
+def start_transformers_serve(model_dir: Path, port: int) -> tuple[list[str], Server]:
+    """`transformers serve` (transformers[serving], a dev dependency): FastAPI + uvicorn, pinned to the
+    embedded default materialised by base_model, greedy at temperature 0. It checks no key."""
+    command = [sys.executable, "-m", "transformers.cli.transformers", "serve", str(model_dir), "--host",
+               "127.0.0.1", "--port", str(port)]
+    return command, Server(f"http://127.0.0.1:{port}/v1", str(model_dir), None)
+
+
+def start_llama_cpp(model_dir: Path, port: int) -> tuple[list[str], Server]:
+    """llama-cpp-python's server on the embedded GGUF itself, with an API key; an sdist that took
+    27 min to build here, so it runs only when TUNEPROOF_LLAMA_PYTHON names a Python that has it."""
+    if subprocess.run([LLAMA_PYTHON, "-c", "import llama_cpp.server"], capture_output=True).returncode:
         pytest.skip(f"llama-cpp-python[server] is not installed for {LLAMA_PYTHON} (set TUNEPROOF_LLAMA_PYTHON to a "
-                    "Python that has it); the local-model teacher tests still run")
+                    "Python that has it); `transformers serve` covers the same steps")
+    command = [LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--port", str(port),
+               "--api_key", "right-key", "--n_ctx", "2048", "--n_threads", "1", "--model_alias", "smollm2"]
+    return command, Server(f"http://127.0.0.1:{port}/v1", "smollm2", "right-key")
+
+
+@pytest.fixture(params=[start_transformers_serve, start_llama_cpp], ids=["transformers_serve", "llama_cpp"])
+def real_server(request, embedded_model_dir):
     port = free_port()
-    proc = subprocess.Popen([LLAMA_PYTHON, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--port",
-                             str(port), "--api_key", "right-key", "--n_ctx", "2048", "--n_threads", "1",
-                             "--model_alias", "smollm2"],
+    command, server = request.param(embedded_model_dir, port)
+    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(240):
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail("llama_cpp.server exited while starting")
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}/v1"
+        wait_for_port(proc, port, command[2])
+        yield server
     finally:
         proc.terminate()
         proc.wait(timeout=30)
 
 
-def test_a_real_openai_compatible_server(project_dir, llama_server, monkeypatch):
-    """Bad key, a run killed between answers, its resumption, and a re-run that asks nothing."""
+def test_a_real_openai_compatible_server(project_dir, real_server, monkeypatch):
+    """A refused key or model, a run killed between answers, its resumption, and a re-run that asks nothing."""
     prompts = [f"{p} (ticket {n})" for n, p in enumerate(PROMPTS * 2)]
     write_prompts(project_dir, prompts)
-    configure(project_dir, run=["openai"], model="smollm2", base_url=llama_server, api_key_env="TP_TEST_KEY",
-              concurrency=1)
-    monkeypatch.setenv("TP_TEST_KEY", "sk-wrong-secret")
-    with pytest.raises(TuneproofError, match="distill.api_key_env") as caught:
-        stage.main()
-    assert "sk-wrong-secret" not in str(caught.value) and not (project_dir / "data/distill").exists()
+    key_env = "TP_TEST_KEY" if real_server.key else None
+    configure(project_dir, run=["openai"], model=real_server.model, base_url=real_server.url, api_key_env=key_env,
+              concurrency=1, retries=1, backoff_s=0.0)
+    if real_server.key:
+        monkeypatch.setenv("TP_TEST_KEY", "sk-wrong-secret")
+        with pytest.raises(TuneproofError, match="distill.api_key_env") as caught:
+            stage.main()
+        assert "sk-wrong-secret" not in str(caught.value) and not (project_dir / "data/distill").exists()
+        monkeypatch.setenv("TP_TEST_KEY", real_server.key)
+    else:  # a model the server does not serve: every record is refused, each listed, nothing written
+        configure(project_dir, model="no-such-model")
+        with pytest.raises(TuneproofError, match=r"8 record\(s\) got no answer \(L000001: HTTP 400.*no-such-model"):
+            stage.main()
+        assert not (project_dir / "data/distill").exists()
+        configure(project_dir, model=real_server.model)
 
-    monkeypatch.setenv("TP_TEST_KEY", "right-key")
     cache_dir = project_dir / stage.AnswerCache().folder
     env = {**os.environ, "PYTHONPATH": str(Path(stage.__file__).parents[1])}
     proc = subprocess.Popen([sys.executable, "-m", "stages.distill"], cwd=project_dir, env=env,
@@ -251,9 +283,11 @@ def test_a_real_openai_compatible_server(project_dir, llama_server, monkeypatch)
 
     stage.main()  # resumes: asks only for what the killed run had not cached
     out = load_records("data/distill/records.jsonl")
-    assert len(out) == len(prompts) and out[0]["completion"] != "a human answer"
+    assert len(out) == len(prompts) and all(r["completion"].strip() for r in out)
+    assert out[0]["completion"] != "a human answer"
     metrics = read_json("metrics/distill.json")
     assert (metrics["teacher_calls"], metrics["cache_hits"], metrics["failed"]) == (len(prompts) - cached, cached, 0)
+    assert metrics["teacher_seconds_per_record"] > 0 and metrics["teacher_tokens_per_second"] > 0
     stage.main()
     assert read_json("metrics/distill.json")["teacher_calls"] == 0
 

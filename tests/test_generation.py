@@ -154,12 +154,8 @@ def test_rank_classify_picks_the_most_likely_label(tiny):
 
 
 @pytest.mark.slow
-def test_real_model_batched_with_prefix_cache_equals_one_at_a_time():
-    from pathlib import Path
-
-    base = Path(__file__).resolve().parents[1] / "models" / "base"
-    if not (base / "model.safetensors").is_file():
-        pytest.skip("models/base not materialised (run `dvc repro base_model`)")
+def test_real_model_batched_with_prefix_cache_equals_one_at_a_time(embedded_model_dir):
+    base = embedded_model_dir
     model, tokenizer = load_model(base, device=torch.device("cpu")), load_tokenizer(base)
     system = "You triage support tickets. Answer with one line of JSON: intent, priority, reply."
     prompts = prompts_for(tokenizer, ["My order 12345 arrived broken, urgent!", "How do I reset my password?",
