@@ -8,12 +8,14 @@ was trained with, and its predictions go through tuneproof.predict.predict_and_s
 function the baseline uses. A seeded sample of the TRAIN split is scored too, so a large
 train/test gap (overfitting) is visible next to the test score.
 Writes `<paths.evaluate>/{test,train_sample}.jsonl` (one row per record) and
-metrics/evaluate.json `{"finetune": {metric: value}, "train_sample": {metric: value}}`, with the
-same metric names as metrics/baseline.json.
+metrics/evaluate.json `{"finetune": {metric: value}, "train_sample": {metric: value}, "cost": {...}}`,
+with the same metric names as metrics/baseline.json; `cost` is the measured seconds per test answer
+and generated tokens per second, as run here (timings: not byte-identical between runs).
 """
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -23,15 +25,18 @@ from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, write_json
 from tuneproof.params import load_section
 from tuneproof.records import read_split, sample_records
-from tuneproof.predict import predict_and_score, write_predictions
+from tuneproof.predict import answer_cost, predict_and_score, write_predictions
 from tuneproof.scoring import Scorer, ScoreParams, build_scorer
 
 
 def run_evaluate(model, tokenizer, train: Sequence[dict], test: Sequence[dict], scorer: Scorer,
                  system: str | None, gen: GenerateParams, params: EvaluateParams) -> tuple[dict[str, list[dict]], dict]:
-    """(rows per split, metrics) of the fine-tune on the test split and a train sample."""
+    """(rows per split, metrics) of the fine-tune on the test split and a train sample, and what
+    answering the test split cost on this machine (compare sets it beside a distill teacher's)."""
+    begin = time.perf_counter()
     rows = {"test": predict_and_score(model, tokenizer, test, scorer, system, gen, desc="finetune test")}
-    metrics = {"finetune": scorer.aggregate(rows["test"])}
+    metrics = {"finetune": scorer.aggregate(rows["test"]),
+               "cost": answer_cost(tokenizer, rows["test"], time.perf_counter() - begin, model.device, gen.batch_size)}
     sample = sample_records(train, params.train_sample, params.seed)
     if sample:
         rows["train_sample"] = predict_and_score(model, tokenizer, sample, scorer, system, gen, desc="finetune train")

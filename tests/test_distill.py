@@ -23,7 +23,8 @@ from stages import distill as stage
 from stages.base_model import embedded_gguf
 from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records
 from tuneproof.generation import GenerateParams, generate
-from tuneproof.io import TuneproofError, read_json, write_jsonl
+from tuneproof.config import TEACHER_KEY
+from tuneproof.io import TuneproofError, read_json, read_jsonl, write_jsonl
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.prompting import format_prompt
 from tuneproof.records import iter_records, load_records, parse_prompt
@@ -74,6 +75,12 @@ def test_local_teacher_fills_the_dataset_and_a_rerun_asks_nothing(project_dir, t
     expected = generate(model, tokenizer, [format_prompt(tokenizer, r, SYSTEM) for r in out], 6, 2)
     assert [r["completion"] for r in out] == [e.strip() for e in expected]
     assert [r["messages"][0]["content"] for r in out] == PROMPTS
+    # each line keeps what its answer cost and the answer its input gave (compare's teacher line)
+    details = [line[TEACHER_KEY] for line in read_jsonl(project_dir / "data/distill/records.jsonl")]
+    assert details[0]["given"] == ["a human answer"] and not any("given" in d for d in details[1:])
+    assert [d["tokens"] for d in details] == [len(tokenizer(e.strip(), add_special_tokens=False)["input_ids"])
+                                              for e in expected]
+    assert all(d["seconds"] > 0 for d in details)
 
     stage.main(cache=cache)  # a re-run pays for nothing
     assert read_json("metrics/distill.json")["teacher_calls"] == 0

@@ -51,12 +51,17 @@ def test_main_scores_the_finetune_on_test_and_a_train_sample(project_dir, tiny_m
     assert [r["id"] for r in test_rows] == [r["id"] for r in test]
     assert len(train_rows) == 4 and {r["id"] for r in train_rows} <= {r["id"] for r in train}
     metrics = read_json(project_dir / params["paths"]["metrics"] / "evaluate.json")
-    assert set(metrics) == {"finetune", "train_sample"}
+    tokenizer = load_tokenizer(tiny_model_dir)
+    assert set(metrics) == {"finetune", "train_sample", "cost"}
+    tokens = sum(len(tokenizer(r["prediction"], add_special_tokens=False)["input_ids"]) for r in test_rows)
+    cost = metrics["cost"]  # measured on the test split: its seconds and the tokens actually generated
+    assert cost["device"] == "cpu" and cost["batch_size"] == params["generate"]["batch_size"]
+    assert cost["seconds_per_answer"] > 0
+    assert cost["tokens_per_second"] == pytest.approx(tokens / (cost["seconds_per_answer"] * len(test)), rel=0.01)
     assert set(metrics["finetune"]) == set(metrics["train_sample"]) == set(test_rows[0]["scores"]) | {"macro_f1"}
 
     # The rows are the adapter's greedy outputs on the zero-shot prompts (here decoded one at a
     # time without the prefix cache), not the base model's.
-    tokenizer = load_tokenizer(tiny_model_dir)
     prompts = build_prompts(tokenizer, test, params["prompt"]["system"])
     tuned = generate(load_model(tiny_model_dir, adapter), tokenizer, prompts, 6, 1, prefix_cache=False)
     base = generate(load_model(tiny_model_dir), tokenizer, prompts, 6, 1, prefix_cache=False)

@@ -30,6 +30,9 @@ DEDUP_RECORDS = "records.jsonl"   # in <paths.dedup>: the canonical records dedu
 DEDUP_CLUSTERS = "clusters.json"  # in <paths.dedup>: every merged group, for people to check
 SPLITS = ("train", "val", "test")  # in <paths.split>: one split_file(name) each (read by baseline, train, evaluate, compare)
 SPLIT_AUDIT = "audit.json"        # in <paths.split>: split's contamination audit (compare reuses its measure)
+# A key of each line the distill stage writes: the teacher answer's measured cost and the answers the
+# input line gave. The canonical records drop it; compare reads it back from paths.raw by record id.
+TEACHER_KEY = "teacher"
 
 
 def split_file(name: str) -> str:

@@ -15,9 +15,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneproof.config import ADAPTER_INFO, Paths
+from tuneproof.config import ADAPTER_INFO, TEACHER_KEY, Paths
 from tuneproof.drift import load_production
 from tuneproof.io import read_json, read_jsonl, sha256_file
+from tuneproof.records import line_values
 
 NOT_STRATEGIES = ("best", "trivial", "selection")  # summary entries of metrics/baseline.json beside the strategies
 REFERENCE_PREFIX = "reference_"  # <paths.baseline>/reference_<name>.jsonl: a trivial reference's per-example rows
@@ -48,10 +49,11 @@ class BaselineMetrics:
 class EvaluateMetrics:
     finetune: dict                  # the fine-tune's test metrics
     train_sample: dict | None       # its metrics on a train sample; None when none was scored
+    cost: dict | None = None        # seconds_per_answer, tokens_per_second, device, batch_size (test split)
 
     @classmethod
     def from_json(cls, data: dict) -> EvaluateMetrics:
-        return cls(data["finetune"], data.get("train_sample"))
+        return cls(data["finetune"], data.get("train_sample"), data.get("cost"))
 
 
 @dataclass(frozen=True)
@@ -108,6 +110,7 @@ class CompareInputs:
     train_sample_rows: list[dict] | None = None
     reference_rows: dict[str, list[dict]] = field(default_factory=dict)  # trivial references' test rows
     production: list[dict] | None = None    # production prompts; None: no sample given
+    teacher: dict[str, dict] | None = None  # paths.raw's TEACHER_KEY details by record id; None: not distilled
     metrics_dir: str = "metrics"            # for error messages
 
     @classmethod
@@ -127,7 +130,8 @@ class CompareInputs:
             train_sample_rows=_optional_jsonl(evaluate_dir / "train_sample.jsonl"),
             reference_rows={path.stem[len(REFERENCE_PREFIX):]: read_jsonl(path)
                             for path in sorted(baseline_dir.glob(f"{REFERENCE_PREFIX}*.jsonl"))},
-            production=load_production(paths.production), metrics_dir=paths.metrics)
+            production=load_production(paths.production), teacher=line_values(paths.raw, TEACHER_KEY) or None,
+            metrics_dir=paths.metrics)
 
 
 @dataclass(frozen=True)
@@ -143,6 +147,7 @@ class Evidence:
     signals: dict                   # tuneproof.triage.triage(...)
     versus: dict[str, dict]         # prompted strategy -> the fine-tune's gain over it
     confidence: float
+    teacher: dict | None = None     # tuneproof.teacher.teacher_reference; None: the data was not distilled
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
+from tuneproof.config import TEACHER_KEY
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_text, sha256_tree, write_json
 from tuneproof.prompting import build_messages
@@ -199,7 +200,7 @@ class EndpointTeacher:
 
 @dataclass(frozen=True)
 class DistillResult:
-    records: list[dict]   # the input records (input order) with the teacher's completions; failed ones left out
+    records: list[dict]   # the input records (input order) with the teacher's completions and TEACHER_KEY details; failed ones left out
     failures: list[dict]  # {"id", "error"} of each record with no answer
     metrics: dict
 
@@ -228,7 +229,11 @@ def distill_records(records: Sequence[dict], teacher, system: str | None,
         if key in errors:
             failures.append({"id": record["id"], "error": errors[key]})
         else:
-            out.append({**record, "completion": answers[key]["completion"]})
+            answer = answers[key]
+            # the answers the input line gave: compare scores teacher and student against them
+            given = [] if record["completion"] is None else [record["completion"], *record.get("references", ())]
+            details = {"seconds": answer["seconds"], "tokens": answer["tokens"], **({"given": given} if given else {})}
+            out.append({**record, "completion": answer["completion"], TEACHER_KEY: details})
     paid = [answers[k] for k in jobs if k not in errors]
     every = [answers[k] for k in dict.fromkeys(keys) if k not in errors]
     tokens = [a["tokens"] for a in every if a.get("tokens") is not None]
@@ -247,7 +252,10 @@ def distill_records(records: Sequence[dict], teacher, system: str | None,
 
 def as_training_lines(records: Sequence[dict]) -> list[dict]:
     """Records as raw JSONL lines in one format (records.load_records refuses a mixed file):
-    `{"prompt", "completion"}` when every record is a single user turn, else chat `messages`."""
+    `{"prompt", "completion"}` when every record is a single user turn, else chat `messages`; each
+    line also carries its TEACHER_KEY details."""
     if all(len(r["messages"]) == 1 and r["messages"][0]["role"] == "user" for r in records):
-        return [{"prompt": r["messages"][0]["content"], "completion": r["completion"]} for r in records]
-    return [{"messages": [*r["messages"], {"role": "assistant", "content": r["completion"]}]} for r in records]
+        return [{"prompt": r["messages"][0]["content"], "completion": r["completion"], TEACHER_KEY: r[TEACHER_KEY]}
+                for r in records]
+    return [{"messages": [*r["messages"], {"role": "assistant", "content": r["completion"]}], TEACHER_KEY: r[TEACHER_KEY]}
+            for r in records]

@@ -51,6 +51,15 @@ def rank_and_score(model, tokenizer, records: Sequence[dict], scorer: Scorer, sy
     return _rows(scorer, records, predictions, None)
 
 
+def answer_cost(tokenizer, rows: Sequence[dict], seconds: float, device, batch_size: int) -> dict:
+    """What answering `rows` cost as measured: wall seconds per answer and generated tokens per
+    second (batched as generate.batch_size), with the device it ran on."""
+    tokens = sum(len(tokenizer(r["prediction"], add_special_tokens=False)["input_ids"]) for r in rows)
+    return {"seconds_per_answer": round(seconds / max(len(rows), 1), 6),
+            "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
+            "device": str(device), "batch_size": batch_size}
+
+
 def write_predictions(rows: dict[str, list[dict]], out_dir: str | Path) -> None:
     """`<out_dir>/<name>.jsonl` for each system's rows, replacing the whole folder atomically
     (a stale file of a strategy no longer run cannot survive)."""

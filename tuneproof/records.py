@@ -125,6 +125,13 @@ def parse_prompt(obj: object, path: Path, line_no: int) -> tuple[str, dict]:
     return fmt, {**record, "completion": None if record["completion"] == ANSWER_PENDING else record["completion"]}
 
 
+def line_values(path: str | Path, key: str) -> dict[str, object]:
+    """{record id: the line's `key`} for every line of a raw file that has that key (a key the
+    canonical records drop: compare reads distill's per-line teacher details back this way)."""
+    return {record_id(line_no): obj[key] for line_no, obj in _json_lines(Path(path), "check paths.raw")
+            if isinstance(obj, dict) and key in obj}
+
+
 def _json_lines(path: Path, missing: str) -> Iterator[tuple[int, object]]:
     """(line number, decoded JSON) of each non-blank line; `missing` says what to set when the file is absent."""
     if not path.is_file():

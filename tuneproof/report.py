@@ -54,10 +54,50 @@ def before_after_table(evidence: Evidence, baseline: BaselineMetrics, evaluate: 
         gain = f"{vs['gain']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "—"
         label = f"{name} (best prompted)" if name == evidence.best_strategy else name
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + f" | {gain} |")
+    if evidence.teacher is not None:
+        teacher = evidence.teacher["teacher"]
+        lines.append("| teacher (distilled from: its answers are the test references) | "
+                     + " | ".join(_fmt(teacher.get(n)) for n in names) + " | — |")
     refs = baseline.trivial
     if refs:
         lines.append("")
         lines.append("Trivial references: " + "; ".join(_reference(k, v) for k, v in sorted(refs.items())))
+    return "\n".join(lines)
+
+
+def teacher_section(evidence: Evidence) -> str:
+    """The student against the teacher it was distilled from: agreement, the answers the input
+    gave (the only measure of whether the teacher is right), and what an answer costs each."""
+    ref, primary = evidence.teacher, evidence.primary
+    if ref is None:
+        return ""
+    lines = ["", "", "### The student against its teacher (distill)", "",
+             f"The test references are the teacher's own answers, so the teacher's line scores "
+             f"{_fmt(ref['teacher'].get(primary))} on `{primary}` by construction and the fine-tune's "
+             f"{_fmt(ref['student'])} is its agreement with the teacher "
+             f"(student/teacher {_fmt(ref['student_over_teacher'])}).", ""]
+    given = ref["given"]
+    if given:
+        conf = int(100 * evidence.confidence)
+        lines += [f"On the {given['n']} test records whose input line gave answers of its own, every system "
+                  f"scored against those answers by the same scorer:", "",
+                  f"| system | `{primary}` on the given answers |", "|---|---|",
+                  *(f"| {name}{' (best prompted)' if name == evidence.best_strategy else ''} | {_fmt(score)} |"
+                    for name, score in given["scores"].items()), "",
+                  f"Student/teacher {_fmt(given['student_over_teacher'])}; fine-tune − teacher "
+                  f"{given['gain']:+.3f} [{given['ci_low']:+.3f}, {given['ci_high']:+.3f}] ({conf}% paired bootstrap).", ""]
+    else:
+        lines += ["The input lines gave no answers of their own, so nothing here says whether the teacher is "
+                  "right: keep a human completion on the lines of `distill.prompts` (the teacher's answer is "
+                  "trained on, the given one is kept for this comparison).", ""]
+    cost = ref["cost"]
+    num = lambda value, spec: "n/a" if value is None else format(value, spec)  # noqa: E731
+    lines.append(f"Cost per answer, as each ran: teacher {num(cost['teacher_seconds_per_answer'], '.3g')} s "
+                 f"({num(cost['teacher_tokens_per_second'], '.1f')} tokens/s, measured when distill paid for it), "
+                 f"fine-tune {num(cost['student_seconds_per_answer'], '.3g')} s "
+                 f"({num(cost['student_tokens_per_second'], '.1f')} tokens/s on {_or(cost['student_device'])}, "
+                 f"evaluate): the teacher takes {num(cost['teacher_over_student'], '.1f')}x the student's time per "
+                 "answer. Different machines and batching: read it as what each cost as run, not as model sizes.")
     return "\n".join(lines)
 
 
@@ -234,7 +274,7 @@ Primary metric `{evidence.primary}`; the bar is the best prompted strategy, `{ev
 
 ## Before / after on the held-out test set
 
-{before_after_table(evidence, inputs.baseline, inputs.evaluate)}
+{before_after_table(evidence, inputs.baseline, inputs.evaluate)}{teacher_section(evidence)}
 
 ## Triage signals
 

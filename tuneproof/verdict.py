@@ -67,6 +67,7 @@ from tuneproof.compare_params import CompareParams
 from tuneproof.contract import CompareInputs, Evidence
 from tuneproof.drift import domain_score, drift_check, production_overlap
 from tuneproof.paired import paired_primary, scores_metric
+from tuneproof.teacher import teacher_columns
 from tuneproof.triage import answer_novelty, triage
 from tuneproof.verdict_advice import (DONT_SHIP, FAIL, FINETUNE_FAILED, FORGETTING_UNCHECKED, INSUFFICIENT_EVIDENCE, NA,
                                       NO_SKILL, PASS, PROMPT_SUFFICES, SHIP, USE_RAG, check, next_steps)
@@ -210,4 +211,6 @@ def compare_metrics(evidence: Evidence) -> dict:
     if "auc" in drift:  # absent when no production sample was given
         metrics["drift"] = {key: drift[key] for key in ("auc", "ci_low", "ci_high", "n_test", "n_production")}
         metrics["drift"]["production_overlap"] = checks["production_overlap"]["copies"]
+    if evidence.teacher is not None:  # the data was distilled: the student against its teacher
+        metrics["teacher"] = teacher_columns(evidence.teacher, evidence.primary)
     return metrics

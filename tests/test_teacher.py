@@ -1,0 +1,115 @@
+"""The distill teacher as a reference line: compare run for real on a distilled raw file whose lines
+carry the teacher's details, with a teacher planted wrong on known records and a student planted
+right on known records, so every number the report gives is known in advance."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from cheap_project import RAW, set_params, write_compare_inputs
+from stages import compare, dedup, split
+from test_split import family_records
+from tuneproof.config import TEACHER_KEY
+from tuneproof.io import read_json, read_jsonl, write_json, write_jsonl
+
+STUDENT_COST = {"seconds_per_answer": 0.05, "tokens_per_second": 400.0, "device": "cpu", "batch_size": 8}
+
+
+def wrong_intent(completion: str) -> str:
+    answer = json.loads(completion)
+    answer["intent"] = "a_different_intent"
+    return json.dumps(answer)
+
+
+def distilled_raw(root, teacher_wrong: set[int], given_lines: set[int]) -> None:
+    """Raw lines as the distill stage writes them: the teacher's answer as the completion, its cost,
+    and on `given_lines` the answer the input gave, which differs from the teacher's on `teacher_wrong`."""
+    lines = []
+    for n, r in enumerate(family_records(families=12, singles=100, seed=3), start=1):
+        details = {"seconds": 0.5 + (n % 3) * 0.25, "tokens": 20}
+        if n in given_lines:
+            details["given"] = [wrong_intent(r["completion"]) if n in teacher_wrong else r["completion"]]
+        lines.append({"prompt": r["messages"][-1]["content"], "completion": r["completion"], TEACHER_KEY: details})
+    write_jsonl(root / RAW, lines)
+
+
+@pytest.fixture
+def distilled_project(project_dir):
+    set_params(project_dir, paths={"raw": RAW}, dedup={"truth": None}, split={"val_ratio": 0.15, "test_ratio": 0.25},
+               compare={"bootstrap_resamples": 1000}, score={"fields": ["intent"], "style": {}})
+    (project_dir / "data/production").mkdir(parents=True)
+    return project_dir
+
+
+def test_the_teacher_line_agreement_given_answers_and_cost(distilled_project):
+    root = distilled_project
+    rng = random.Random(7)
+    given_lines = set(rng.sample(range(1, 137), 90))
+    teacher_wrong = set(rng.sample(sorted(given_lines), 30))
+    distilled_raw(root, teacher_wrong, given_lines)
+    dedup.main()
+    split.main()
+    write_compare_inputs(root, seed=0)
+    evaluate = read_json(root / "metrics/evaluate.json")
+    write_json(root / "metrics/evaluate.json", {**evaluate, "cost": STUDENT_COST})
+    compare.main()
+
+    test = read_jsonl(root / "data/split/test.jsonl")
+    student = {r["id"]: r["prediction"] for r in read_jsonl(root / "outputs/evaluate/test.jsonl")}
+    prompted = {r["id"]: r["prediction"] for r in read_jsonl(root / "outputs/baseline/retrieval.jsonl")}
+    line = {r["id"]: int(r["id"][1:]) for r in test}
+    given = [r for r in test if line[r["id"]] in given_lines]
+    right = [r for r in given if line[r["id"]] not in teacher_wrong]  # the teacher's answer is the given one
+    assert 10 <= len(right) < len(given)  # the planted teacher errors reached the test split
+
+    ref = read_json(root / "reports/evidence.json")["teacher"]
+    assert ref["teacher"]["task_success"] == 1.0  # its own answers are the references
+    agreement = sum(student[r["id"]] == r["completion"] for r in test) / len(test)
+    assert ref["student"] == pytest.approx(agreement) and ref["student_over_teacher"] == pytest.approx(agreement, abs=1e-4)
+
+    # on the given answers: a system is right where it said the teacher's answer and the teacher was right
+    expect = {"teacher": len(right) / len(given),
+              "fine-tune": sum(student[r["id"]] == r["completion"] for r in right) / len(given),
+              "retrieval": sum(prompted[r["id"]] == r["completion"] for r in right) / len(given)}
+    assert ref["given"]["n"] == len(given)
+    assert ref["given"]["scores"] == pytest.approx(expect)
+    assert ref["given"]["student_over_teacher"] == pytest.approx(expect["fine-tune"] / expect["teacher"], abs=1e-4)
+    assert ref["given"]["gain"] == pytest.approx(expect["fine-tune"] - expect["teacher"])
+    assert ref["given"]["ci_low"] <= ref["given"]["gain"] <= ref["given"]["ci_high"]
+
+    seconds = [0.5 + (line[r["id"]] % 3) * 0.25 for r in test]  # the test records' own teacher costs
+    cost = ref["cost"]
+    assert cost["teacher_seconds_per_answer"] == pytest.approx(sum(seconds) / len(seconds), abs=1e-4)
+    assert cost["teacher_tokens_per_second"] == pytest.approx(20 * len(seconds) / sum(seconds), abs=0.01)
+    assert cost["teacher_over_student"] == pytest.approx(sum(seconds) / len(seconds) / 0.05, abs=0.01)
+
+    columns = read_json(root / "metrics/compare.json")["teacher"]
+    assert columns["given_n"] == len(given) and columns["cost_teacher_over_student"] == cost["teacher_over_student"]
+    report = (root / "reports/report.md").read_text()
+    assert "| teacher (distilled from: its answers are the test references) | " in report
+    assert f"On the {len(given)} test records whose input line gave answers of its own" in report
+    assert f"| teacher | {expect['teacher']:.3f} |" in report
+
+
+def test_without_given_answers_the_report_says_the_teacher_is_unmeasured(distilled_project):
+    root = distilled_project
+    distilled_raw(root, set(), set())
+    dedup.main()
+    split.main()
+    write_compare_inputs(root, seed=0)
+    compare.main()  # no cost in evaluate.json (an older run): the ratio is n/a, not a crash
+    ref = read_json(root / "reports/evidence.json")["teacher"]
+    assert ref["given"] is None and ref["cost"]["teacher_over_student"] is None
+    assert "nothing here says whether the teacher is right" in (root / "reports/report.md").read_text()
+
+
+def test_data_that_was_not_distilled_has_no_teacher_line(project_dir):
+    from cheap_project import build
+
+    build(project_dir)
+    assert read_json(project_dir / "reports/evidence.json")["teacher"] is None
+    assert "teacher" not in read_json(project_dir / "metrics/compare.json")
+    assert "The student against its teacher" not in (project_dir / "reports/report.md").read_text()

@@ -1,0 +1,93 @@
+"""The distill teacher as a reference line: the ceiling the student was distilled towards (compare).
+
+When `paths.raw` is the distill stage's output, each of its lines carries TEACHER_KEY: what the
+teacher's answer cost when it was paid for (`seconds`, `tokens`) and, when the input line had any,
+the answers it `given` (completion first, then references). compare reads them back by record id
+(the raw line number) and sets the teacher beside the other systems, all scored by the one scorer:
+
+  * on the test references: these ARE the teacher's answers, so the teacher's line is its own
+    answers scored against themselves (1.0 by construction: the line says so) and the student's
+    score there is its agreement with the teacher;
+  * on the given answers, for the test records that had any: teacher, fine-tune and the best
+    prompted strategy against the answers the input gave. Only this says whether the teacher is
+    right and how much of its skill the student kept: student/teacher ratio, and a paired
+    bootstrap of student - teacher;
+  * cost: the teacher's seconds per answer as measured at distill time (where it ran: per request
+    for an endpoint, a batch's share for a local model) against the fine-tune's in evaluate (a
+    batch's share on this machine). Different machines and batching: a ratio of what each costs
+    as run, not of model sizes.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from tuneproof.compare_params import CompareParams
+from tuneproof.contract import CompareInputs
+from tuneproof.paired import paired_gain
+from tuneproof.scoring import Scorer
+
+
+def _given_records(test: Sequence[dict], details: dict[str, dict]) -> list[dict]:
+    """Test records whose references are the answers their input line gave (the teacher's are gone)."""
+    out = []
+    for record in test:
+        given = (details.get(record["id"]) or {}).get("given")
+        if given:
+            base = {k: v for k, v in record.items() if k != "references"}
+            out.append({**base, "completion": given[0], **({"references": given[1:]} if len(given) > 1 else {})})
+    return out
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 4) if a is not None and b else None
+
+
+def _cost(test: Sequence[dict], details: dict[str, dict], student: dict | None) -> dict:
+    lines = [details[r["id"]] for r in test if r["id"] in details]
+    seconds = [line["seconds"] for line in lines if isinstance(line.get("seconds"), (int, float))]
+    timed = [line for line in lines if line.get("tokens") and line.get("seconds")]
+    teacher = round(sum(seconds) / len(seconds), 4) if seconds else None
+    student_seconds = (student or {}).get("seconds_per_answer")
+    return {"teacher_seconds_per_answer": teacher,
+            "teacher_tokens_per_second": (round(sum(t["tokens"] for t in timed) / sum(t["seconds"] for t in timed), 2)
+                                          if timed else None),
+            "student_seconds_per_answer": student_seconds,
+            "student_tokens_per_second": (student or {}).get("tokens_per_second"),
+            "student_device": (student or {}).get("device"),
+            "teacher_over_student": _ratio(teacher, student_seconds)}
+
+
+def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer, primary: str,
+                      params: CompareParams) -> dict:
+    """The teacher's line on test (every metric), the student/teacher score ratio on the test
+    references and on the given answers (when there are any), and the cost ratio."""
+    details = inputs.teacher or {}
+    teacher_rows = [scorer.row(r, r["completion"]) for r in inputs.test]  # its own answers are the references
+    teacher_metrics = scorer.aggregate(teacher_rows)
+    student = inputs.evaluate.finetune.get(primary)
+    out = {"n_test": len(inputs.test), "teacher": teacher_metrics, "student": student,
+           "student_over_teacher": _ratio(student, teacher_metrics.get(primary)),
+           "given": None, "cost": _cost(inputs.test, details, inputs.evaluate.cost)}
+    given = _given_records(inputs.test, details)
+    if given:
+        teacher_answer = {r["id"]: r["completion"] for r in inputs.test}
+        predictions = {name: {row["id"]: row["prediction"] for row in rows}
+                       for name, rows in (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))}
+        rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
+                **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
+        boot, student_score, teacher_score = paired_gain(rows["fine-tune"], rows["teacher"], primary,
+                                                         params.bootstrap_resamples, params.seed, params.confidence,
+                                                         ("fine-tune", "teacher"))
+        out["given"] = {"n": len(given), "scores": {name: scorer.aggregate(r).get(primary) for name, r in rows.items()},
+                        "student_over_teacher": _ratio(student_score, teacher_score),
+                        "gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
+    return out
+
+
+def teacher_columns(reference: dict, primary: str) -> dict:
+    """compare.json's `teacher` columns for `dvc exp show`."""
+    given = reference["given"] or {}
+    return {"score": reference["teacher"].get(primary), "student_over_teacher": reference["student_over_teacher"],
+            "given_n": given.get("n"), "given_student_over_teacher": given.get("student_over_teacher"),
+            "cost_teacher_over_student": reference["cost"]["teacher_over_student"]}
