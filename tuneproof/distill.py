@@ -30,6 +30,7 @@ from typing import Callable, Iterator, Literal, Sequence
 from tuneproof.config import TEACHER_KEY
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_text, sha256_tree, write_json
+from tuneproof.progress import progress
 from tuneproof.prompting import build_messages
 
 CACHE_DIR = Path(".tuneproof/cache/distill")  # answers already paid for (not a DVC output; kept across runs)
@@ -192,7 +193,7 @@ class EndpointTeacher:
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
             futures = {pool.submit(self.ask, messages): key for key, messages in jobs.items()}
-            for future in as_completed(futures):
+            for future in progress(as_completed(futures), "distill", total=len(futures), unit="answer"):
                 yield futures[future], future.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # a fatal error stops the queue at once
