@@ -113,3 +113,27 @@ def test_data_that_was_not_distilled_has_no_teacher_line(project_dir):
     assert read_json(project_dir / "reports/evidence.json")["teacher"] is None
     assert "teacher" not in read_json(project_dir / "metrics/compare.json")
     assert "The student against its teacher" not in (project_dir / "reports/report.md").read_text()
+
+
+def test_a_label_only_the_given_answers_use_is_still_recognised():
+    """A teacher that always says "ham": the label set of its data lacks "spam", yet a student that
+    answers "spam" where the human said spam is right on the given answers."""
+    from tuneproof.compare_params import CompareParams
+    from tuneproof.contract import CompareInputs, EvaluateMetrics
+    from tuneproof.scoring import ScoreParams, build_scorer
+    from tuneproof.teacher import teacher_reference
+
+    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"sms {n}"}], "completion": "ham"}
+            for n in range(1, 9)]
+    human = ["spam"] * 4 + ["ham"] * 4
+    student = ["spam", "spam", "ham", "ham", "ham", "ham", "ham", "spam"]
+    scorer = build_scorer(ScoreParams("label", "accuracy", [], {}), "completion", test)
+    assert scorer.labels == ("ham",)
+    rows = [scorer.row(r, p) for r, p in zip(test, student)]
+    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
+                           evaluate=EvaluateMetrics({"accuracy": 0.625}, None), test=test, train=[],
+                           train_sha256="", audit={},
+                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [h]} for r, h in zip(test, human)})
+    ref = teacher_reference(inputs, "zero_shot", scorer, "accuracy", CompareParams(bootstrap_resamples=200))
+    assert ref["given"]["scores"]["teacher"] == 0.5  # right on the four hams
+    assert ref["given"]["scores"]["fine-tune"] == 5 / 8  # two spams and three hams

@@ -20,11 +20,13 @@ the answers it `given` (completion first, then references). compare reads them b
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Sequence
 
 from tuneproof.compare_params import CompareParams
 from tuneproof.contract import CompareInputs
 from tuneproof.paired import paired_gain
+from tuneproof.records import label_of
 from tuneproof.scoring import Scorer
 
 
@@ -71,6 +73,9 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
            "given": None, "cost": _cost(inputs.test, details, inputs.evaluate.cost)}
     given = _given_records(inputs.test, details)
     if given:
+        # a label only the given answers use (one the teacher never says) must still be recognised
+        extra = {label_of(r, scorer.label_field) for r in given} if scorer.label_field else set()
+        scorer = replace(scorer, labels=tuple(sorted(set(scorer.labels) | (extra - {None}))))
         teacher_answer = {r["id"]: r["completion"] for r in inputs.test}
         predictions = {name: {row["id"]: row["prediction"] for row in rows}
                        for name, rows in (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))}
