@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,7 +46,8 @@ def test_baseline_zero_shot_evaluate_and_train_serve_identical_prompts(tiny_mode
     baseline.run_strategy("zero_shot", None, None, tokenizer, train, test, scorer, system, gen, seed=0, desc="zero_shot")
     baseline_prompts = list(captured_prompts)
     captured_prompts.clear()
-    evaluate.run_evaluate(None, tokenizer, train, test, scorer, system, gen, EvaluateParams(train_sample=0))
+    model = SimpleNamespace(device="cpu")  # generation is captured: the model is only asked where it runs
+    evaluate.run_evaluate(model, tokenizer, train, test, scorer, system, gen, EvaluateParams(train_sample=0))
     assert captured_prompts == baseline_prompts
     for record, served in zip(test, baseline_prompts):
         assert served == format_prompt(tokenizer, record, system)
