@@ -92,6 +92,8 @@ def test_the_teacher_line_agreement_given_answers_and_cost(distilled_project):
     assert "| teacher (distilled from: its answers are the test references) | " in report
     assert f"On the {len(given)} test records whose input line gave answers of its own" in report
     assert f"| teacher | {expect['teacher']:.3f} |" in report
+    assert "The student is level with its teacher on these answers, within the CI." in report  # CI covers 0
+    assert "The best prompted strategy does at least as well" not in report  # retrieval < teacher here
 
 
 def test_without_given_answers_the_report_says_the_teacher_is_unmeasured(distilled_project):
@@ -137,3 +139,15 @@ def test_a_label_only_the_given_answers_use_is_still_recognised():
     ref = teacher_reference(inputs, "zero_shot", scorer, "accuracy", CompareParams(bootstrap_resamples=200))
     assert ref["given"]["scores"]["teacher"] == 0.5  # right on the four hams
     assert ref["given"]["scores"]["fine-tune"] == 5 / 8  # two spams and three hams
+
+
+def test_the_given_answers_read_in_words():
+    from tuneproof.teacher import given_reading
+
+    given = {"scores": {"teacher": 0.6, "fine-tune": 0.4, "zero_shot": 0.7}, "ci_low": -0.3, "ci_high": -0.1}
+    words = given_reading(given, "zero_shot")
+    assert words.startswith("The student falls short of its teacher")
+    assert "(0.700 vs 0.600): this teacher cannot lift a student above the prompt" in words
+    words = given_reading({**given, "ci_low": 0.05, "ci_high": 0.2, "scores": {"teacher": 0.6, "zero_shot": 0.5}},
+                          "zero_shot")
+    assert words == "The student beats its teacher on these answers."

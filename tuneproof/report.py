@@ -16,6 +16,7 @@ from tuneproof.config import ADAPTER_INFO, Paths, Task
 from tuneproof.contract import BaselineMetrics, CompareInputs, EvaluateMetrics, Evidence, TrainInfo
 from tuneproof.io import TuneproofError, atomic_path, remove_outputs, sha256_file, write_json, write_text
 from tuneproof.paired import example_score, per_example_metric
+from tuneproof.teacher import given_reading
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
 
@@ -85,7 +86,8 @@ def teacher_section(evidence: Evidence) -> str:
                   *(f"| {name}{' (best prompted)' if name == evidence.best_strategy else ''} | {_fmt(score)} |"
                     for name, score in given["scores"].items()), "",
                   f"Student/teacher {_fmt(given['student_over_teacher'])}; fine-tune − teacher "
-                  f"{given['gain']:+.3f} [{given['ci_low']:+.3f}, {given['ci_high']:+.3f}] ({conf}% paired bootstrap).", ""]
+                  f"{given['gain']:+.3f} [{given['ci_low']:+.3f}, {given['ci_high']:+.3f}] ({conf}% paired bootstrap). "
+                  + given_reading(given, evidence.best_strategy), ""]
     else:
         lines += ["The input lines gave no answers of their own, so nothing here says whether the teacher is "
                   "right: keep a human completion on the lines of `distill.prompts` (the teacher's answer is "

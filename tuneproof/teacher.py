@@ -90,6 +90,23 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
     return out
 
 
+def given_reading(given: dict, best_strategy: str) -> str:
+    """What the given-answer comparison says, in words: the student against its teacher (by the CI),
+    and whether the teacher is worth distilling at all next to the best prompted strategy."""
+    if given["ci_high"] < 0:
+        words = ["The student falls short of its teacher on these answers."]
+    elif given["ci_low"] > 0:
+        words = ["The student beats its teacher on these answers."]
+    else:
+        words = ["The student is level with its teacher on these answers, within the CI."]
+    teacher, prompted = given["scores"]["teacher"], given["scores"].get(best_strategy)
+    if teacher is not None and prompted is not None and prompted >= teacher:
+        words.append(f"The best prompted strategy does at least as well as the teacher here ({prompted:.3f} vs "
+                     f"{teacher:.3f}): this teacher cannot lift a student above the prompt on your own answers, so "
+                     "a better teacher (or the prompt itself) comes first.")
+    return " ".join(words)
+
+
 def teacher_columns(reference: dict, primary: str) -> dict:
     """compare.json's `teacher` columns for `dvc exp show`."""
     given = reference["given"] or {}
