@@ -19,6 +19,7 @@ from functools import partial
 
 from tuneproof.contamination import char_ngrams, max_jaccard
 from tuneproof.io import TuneproofError
+from tuneproof.neardup import jaccard
 from tuneproof.records import leak_text
 from tuneproof.similar import max_similarity
 from tuneproof.text import excerpt, normalise
@@ -39,7 +40,7 @@ def telling_answer(record: dict, match: dict, ngram: int) -> bool:
     if len(normalise(record["completion"]).split()) >= TELLING_ANSWER_WORDS:
         return True
     a, b = (set(char_ngrams(leak_text(r), ngram)) for r in (record, match))
-    return len(a & b) / max(1, len(a | b)) >= TELLING_PROMPT_JACCARD
+    return jaccard(a, b) >= TELLING_PROMPT_JACCARD  # neither set is empty: char_ngrams never returns []
 
 
 def _side_audit(queries: list[tuple[str, dict]], train: list[dict], field: str, texts,
