@@ -83,6 +83,10 @@ def main(params_file: str = "params.yaml", cache: AnswerCache = AnswerCache()) -
     print(f"distill: {metrics['records_out']}/{metrics['records_in']} records from the {kind} teacher "
           f"({metrics['teacher_calls']} teacher calls, {metrics['cache_hits']} cache hits, {metrics['failed']} failed); "
           f"wrote {out_dir / RECORDS_FILE}")
+    if metrics["given_records"]:
+        print(f"distill: the teacher said what the input gave on {metrics['agreement_with_given']:.1%} of the "
+              f"{metrics['given_records']} records that gave an answer (normalised text); read a few lines of "
+              f"{out_dir / RECORDS_FILE} before training on the teacher's answers")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import yaml
 
 from stages import distill as stage
 from stages.base_model import embedded_gguf
-from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records
+from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records, given_agreement
 from tuneproof.generation import GenerateParams, generate
 from tuneproof.config import TEACHER_KEY
 from tuneproof.io import TuneproofError, read_json, read_jsonl, write_jsonl
@@ -81,6 +81,7 @@ def test_local_teacher_fills_the_dataset_and_a_rerun_asks_nothing(project_dir, t
     assert [d["tokens"] for d in details] == [len(tokenizer(e.strip(), add_special_tokens=False)["input_ids"])
                                               for e in expected]
     assert all(d["seconds"] > 0 for d in details)
+    assert (metrics["given_records"], metrics["agreement_with_given"]) == (1, 0.0)  # a random model's answer
 
     stage.main(cache=cache)  # a re-run pays for nothing
     assert read_json("metrics/distill.json")["teacher_calls"] == 0
@@ -88,6 +89,15 @@ def test_local_teacher_fills_the_dataset_and_a_rerun_asks_nothing(project_dir, t
     write_prompts(project_dir, [*PROMPTS, "the mug arrived broken"])  # an added record pays only for itself
     stage.main(cache=cache)
     assert read_json("metrics/distill.json")["teacher_calls"] == 1
+
+
+def test_agreement_with_the_given_answers_is_measured_on_normalised_text():
+    records = [{"completion": "Spam.", TEACHER_KEY: {"given": ["spam"]}},
+               {"completion": "ham", TEACHER_KEY: {"given": ["spam", "junk mail"]}},
+               {"completion": "Junk  mail!", TEACHER_KEY: {"given": ["spam", "junk mail"]}},
+               {"completion": "anything", TEACHER_KEY: {"seconds": 1.0}}]  # gave no answer: not counted
+    assert given_agreement(records) == {"given_records": 3, "agreement_with_given": 0.6667}
+    assert given_agreement(records[3:]) == {"given_records": 0, "agreement_with_given": None}
 
 
 def test_a_killed_run_resumes_without_reasking(project_dir, teacher_dir, tmp_path):

@@ -32,6 +32,7 @@ from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_text, sha256_tree, write_json
 from tuneproof.progress import progress
 from tuneproof.prompting import build_messages
+from tuneproof.text import normalise
 
 CACHE_DIR = Path(".tuneproof/cache/distill")  # answers already paid for (not a DVC output; kept across runs)
 RETRY_STATUS = {408, 429} | set(range(500, 600))  # rate limits, timeouts and server errors: worth another try
@@ -247,8 +248,17 @@ def distill_records(records: Sequence[dict], teacher, system: str | None,
         "teacher_tokens_per_second": (round(sum(tokens) / sum(a["seconds"] for a in every if a.get("tokens")), 2)
                                       if tokens and sum(tokens) else None),
         "completion_tokens_this_run": sum(a.get("tokens") or 0 for a in paid),
+        **given_agreement(out),
     }
     return DistillResult(out, failures, metrics)
+
+
+def given_agreement(records: Sequence[dict]) -> dict:
+    """How often the teacher said what the input line itself gave (after the one text normalisation):
+    an early sign of a teacher that does not do the task, before a pipeline run is spent on it."""
+    given = [r for r in records if "given" in r[TEACHER_KEY]]
+    same = sum(normalise(r["completion"]) in {normalise(g) for g in r[TEACHER_KEY]["given"]} for r in given)
+    return {"given_records": len(given), "agreement_with_given": round(same / len(given), 4) if given else None}
 
 
 def as_training_lines(records: Sequence[dict]) -> list[dict]:
