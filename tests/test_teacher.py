@@ -86,6 +86,8 @@ def test_the_teacher_line_agreement_given_answers_and_cost(distilled_project):
     assert cost["teacher_tokens_per_second"] == pytest.approx(20 * len(seconds) / sum(seconds), abs=0.01)
     assert cost["teacher_over_student"] == pytest.approx(sum(seconds) / len(seconds) / 0.05, abs=0.01)
 
+    bars = read_json(root / "reports/plots/before_after/task_success.json")
+    assert bars[-1] == {"system": "teacher", "value": 1.0}
     columns = read_json(root / "metrics/compare.json")["teacher"]
     assert columns["given_n"] == len(given) and columns["cost_teacher_over_student"] == cost["teacher_over_student"]
     report = (root / "reports/report.md").read_text()

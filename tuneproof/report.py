@@ -362,9 +362,9 @@ def write_release(paths: Paths, card: str) -> None:
         write_text(tmp / "README.md", card)
 
 
-def plot_rows(baseline: BaselineMetrics, evaluate: EvaluateMetrics) -> dict[str, list[dict]]:
-    """Per metric, one bar per system (prompted strategies, then the fine-tune)."""
-    systems = {**baseline.strategies, "finetune": evaluate.finetune}
+def plot_rows(baseline: BaselineMetrics, evaluate: EvaluateMetrics, teacher: dict | None = None) -> dict[str, list[dict]]:
+    """Per metric, one bar per system (prompted strategies, the fine-tune, and a distill teacher's line)."""
+    systems = {**baseline.strategies, "finetune": evaluate.finetune, **({"teacher": teacher["teacher"]} if teacher else {})}
     return {metric: [{"system": name, "value": metrics[metric]} for name, metrics in systems.items() if metric in metrics]
             for metric in _metric_names(systems)}
 
@@ -392,7 +392,7 @@ def write_outputs(evidence: Evidence, metrics: dict, paths: Paths, task: Task, i
     write_json(reports / "evidence.json", evidence.to_json())
     with atomic_path(reports / "plots" / "before_after") as tmp:  # one bar chart per metric (dvc.yaml plots)
         tmp.mkdir()
-        for metric, rows in plot_rows(inputs.baseline, inputs.evaluate).items():
+        for metric, rows in plot_rows(inputs.baseline, inputs.evaluate, evidence.teacher).items():
             write_json(tmp / f"{metric}.json", rows)
     if task.label_field is not None:
         write_json(reports / "plots" / "confusion_finetune.json", confusion_rows(inputs.finetune_rows))
