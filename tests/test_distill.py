@@ -320,3 +320,26 @@ def test_distill_params_are_checked_with_their_key(project_dir, change, message)
     configure(project_dir, **change)
     with pytest.raises(TuneproofError, match=message):
         stage.main()
+
+
+class ParrotTeacher:
+    """A teacher that answers "Canberra" to everything, instantly (no model, no server)."""
+    identity, decoding = {"kind": "parrot"}, {}
+
+    def answer_all(self, jobs):
+        for key in jobs:
+            yield key, {"completion": "Canberra", "tokens": 1, "seconds": 0.1}
+
+
+def test_a_prompt_with_references_but_no_completion_still_gives_its_answers(tmp_path):
+    """QA prompts often come as {"prompt", "references"} (every accepted answer, none the one to train
+    on): those are the answers the line gave, for the agreement metric and compare's given-answer line."""
+    path = tmp_path / "prompts.jsonl"
+    write_jsonl(path, [{"prompt": "Capital of Australia?", "references": ["Canberra", "Canberra, ACT"]},
+                       {"prompt": "Capital of Canada?", "completion": "Ottawa", "references": ["Ottawa, ON"]},
+                       {"prompt": "Capital of Peru?"}])
+    records = list(iter_records(path, parse_prompt))
+    result = distill_records(records, ParrotTeacher(), None, AnswerCache(tmp_path / "cache"))
+    assert [r[TEACHER_KEY].get("given") for r in result.records] == [
+        ["Canberra", "Canberra, ACT"], ["Ottawa", "Ottawa, ON"], None]
+    assert (result.metrics["given_records"], result.metrics["agreement_with_given"]) == (2, 0.5)

@@ -232,8 +232,9 @@ def distill_records(records: Sequence[dict], teacher, system: str | None,
             failures.append({"id": record["id"], "error": errors[key]})
         else:
             answer = answers[key]
-            # the answers the input line gave: compare scores teacher and student against them
-            given = [] if record["completion"] is None else [record["completion"], *record.get("references", ())]
+            # the answers the input line gave (a completion, its references, or references alone):
+            # compare scores teacher and student against them
+            given = [*([] if record["completion"] is None else [record["completion"]]), *record.get("references", ())]
             details = {"seconds": answer["seconds"], "tokens": answer["tokens"], **({"given": given} if given else {})}
             out.append({**record, "completion": answer["completion"], TEACHER_KEY: details})
     paid = [answers[k] for k in jobs if k not in errors]
