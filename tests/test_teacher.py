@@ -153,3 +153,21 @@ def test_the_given_answers_read_in_words():
     words = given_reading({**given, "ci_low": 0.05, "ci_high": 0.2, "scores": {"teacher": 0.6, "zero_shot": 0.5}},
                           "zero_shot")
     assert words == "The student beats its teacher on these answers."
+
+
+def test_a_teacher_field_of_the_users_own_is_not_a_distill_teacher(distilled_project):
+    """Raw lines may carry other keys, "teacher" among them (who wrote the answer): only distill's
+    details (an object with the answer's measured seconds) make the teacher line; a string is no crash."""
+    from cheap_project import write_raw
+
+    root = distilled_project
+    write_raw(root, seed=3)
+    lines = read_jsonl(root / RAW)
+    write_jsonl(root / RAW, [{**line, TEACHER_KEY: "Ms Okafor" if n % 2 else {"name": "Mr Lee"}}
+                             for n, line in enumerate(lines)])
+    dedup.main()
+    split.main()
+    write_compare_inputs(root, seed=0)
+    compare.main()
+    assert read_json(root / "reports/evidence.json")["teacher"] is None
+    assert "teacher" not in read_json(root / "metrics/compare.json")

@@ -94,6 +94,15 @@ class TrainInfo:
         return cls(**{**plain, **dicts}, train_sha256=data.get("data", {}).get("train", {}).get("sha256"))
 
 
+def _teacher_details(raw: str) -> dict[str, dict] | None:
+    """paths.raw's distill details by record id (objects with the answer's measured `seconds`);
+    None when the file was not distilled. A raw file's own `teacher` field (say, who wrote the
+    answer) is not a distill teacher."""
+    details = {rid: value for rid, value in line_values(raw, TEACHER_KEY).items()
+               if isinstance(value, dict) and "seconds" in value}
+    return details or None
+
+
 @dataclass(frozen=True)
 class CompareInputs:
     baseline_rows: dict[str, list[dict]]    # per-example test rows of each prompted strategy
@@ -130,7 +139,7 @@ class CompareInputs:
             train_sample_rows=_optional_jsonl(evaluate_dir / "train_sample.jsonl"),
             reference_rows={path.stem[len(REFERENCE_PREFIX):]: read_jsonl(path)
                             for path in sorted(baseline_dir.glob(f"{REFERENCE_PREFIX}*.jsonl"))},
-            production=load_production(paths.production), teacher=line_values(paths.raw, TEACHER_KEY) or None,
+            production=load_production(paths.production), teacher=_teacher_details(paths.raw),
             metrics_dir=paths.metrics)
 
 
