@@ -171,3 +171,25 @@ def test_a_teacher_field_of_the_users_own_is_not_a_distill_teacher(distilled_pro
     compare.main()
     assert read_json(root / "reports/evidence.json")["teacher"] is None
     assert "teacher" not in read_json(root / "metrics/compare.json")
+
+
+def test_a_partly_distilled_file_measures_agreement_on_the_teachers_records_only(distilled_project):
+    """Distilled lines concatenated with human-written ones: only the former's references are the
+    teacher's answers, so only they measure the student's agreement with the teacher."""
+    root = distilled_project
+    distilled_raw(root, set(), set())
+    write_jsonl(root / RAW, [line if n % 2 else {k: v for k, v in line.items() if k != TEACHER_KEY}
+                             for n, line in enumerate(read_jsonl(root / RAW), start=1)])
+    dedup.main()
+    split.main()
+    write_compare_inputs(root, seed=0)
+    compare.main()
+    test = read_jsonl(root / "data/split/test.jsonl")
+    taught = [r for r in test if int(r["id"][1:]) % 2]
+    assert 0 < len(taught) < len(test)
+    student = {r["id"]: r["prediction"] for r in read_jsonl(root / "outputs/evaluate/test.jsonl")}
+    ref = read_json(root / "reports/evidence.json")["teacher"]
+    assert ref["n_teacher"] == len(taught)
+    assert ref["student"] == pytest.approx(sum(student[r["id"]] == r["completion"] for r in taught) / len(taught))
+    assert (f"On the {len(taught)} of {len(test)} test records whose reference is the teacher's own answer"
+            in (root / "reports/report.md").read_text())

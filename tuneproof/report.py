@@ -72,8 +72,10 @@ def teacher_section(evidence: Evidence) -> str:
     ref, primary = evidence.teacher, evidence.primary
     if ref is None:
         return ""
+    some = "" if ref["n_teacher"] == ref["n_test"] else f" {ref['n_teacher']} of {ref['n_test']}"
     lines = ["", "", "### The student against its teacher (distill)", "",
-             f"The test references are the teacher's own answers, so the teacher's line scores "
+             f"On the{some} test records whose reference is the teacher's own answer"
+             f"{' (the other lines were not distilled)' if some else ''}, the teacher's line scores "
              f"{_fmt(ref['teacher'].get(primary))} on `{primary}` by construction and the fine-tune's "
              f"{_fmt(ref['student'])} is its agreement with the teacher "
              f"(student/teacher {_fmt(ref['student_over_teacher'])}).", ""]

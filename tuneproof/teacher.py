@@ -65,10 +65,12 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
     """The teacher's line on test (every metric), the student/teacher score ratio on the test
     references and on the given answers (when there are any), and the cost ratio."""
     details = inputs.teacher or {}
-    teacher_rows = [scorer.row(r, r["completion"]) for r in inputs.test]  # its own answers are the references
-    teacher_metrics = scorer.aggregate(teacher_rows)
-    student = inputs.evaluate.finetune.get(primary)
-    out = {"n_test": len(inputs.test), "teacher": teacher_metrics, "student": student,
+    # only a distilled line's reference is the teacher's answer (a raw file may mix in human lines)
+    taught = [r for r in inputs.test if r["id"] in details]
+    teacher_metrics = scorer.aggregate([scorer.row(r, r["completion"]) for r in taught])  # its answers vs themselves
+    answered = {row["id"]: row["prediction"] for row in inputs.finetune_rows}
+    student = scorer.aggregate([scorer.row(r, answered[r["id"]]) for r in taught]).get(primary)
+    out = {"n_test": len(inputs.test), "n_teacher": len(taught), "teacher": teacher_metrics, "student": student,
            "student_over_teacher": _ratio(student, teacher_metrics.get(primary)),
            "given": None, "cost": _cost(inputs.test, details, inputs.evaluate.cost)}
     given = _given_records(inputs.test, details)
