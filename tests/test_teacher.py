@@ -193,3 +193,30 @@ def test_a_partly_distilled_file_measures_agreement_on_the_teachers_records_only
     assert ref["student"] == pytest.approx(sum(student[r["id"]] == r["completion"] for r in taught) / len(taught))
     assert (f"On the {len(taught)} of {len(test)} test records whose reference is the teacher's own answer"
             in (root / "reports/report.md").read_text())
+
+
+def test_macro_f1_on_the_given_answers_is_one_number_per_system():
+    """Primary macro_f1: the table, the ratio and the gain must come from one label set. The teacher
+    says a label ("c") the humans never gave and the student never says; scored over different label
+    sets the table showed the student ahead (0.750 vs 0.571) while the gain said it was behind (-0.071)
+    and the ratio 0.875."""
+    from tuneproof.compare_params import CompareParams
+    from tuneproof.contract import CompareInputs, EvaluateMetrics
+    from tuneproof.scoring import ScoreParams, build_scorer
+    from tuneproof.teacher import teacher_reference
+
+    teacher = ["a", "b", "c", "c", "a", "b", "a", "b"]
+    human = ["a", "b", "a", "b", "a", "b", "a", "b"]
+    student = ["a", "b", "a", "a", "a", "b", "b", "b"]
+    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"q{n}"}], "completion": t}
+            for n, t in enumerate(teacher, start=1)]
+    scorer = build_scorer(ScoreParams("label", "macro_f1", [], {}), "completion", test)
+    rows = [scorer.row(r, p) for r, p in zip(test, student)]
+    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
+                           evaluate=EvaluateMetrics(scorer.aggregate(rows), None), test=test, train=[],
+                           train_sha256="", audit={},
+                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [h]} for r, h in zip(test, human)})
+    given = teacher_reference(inputs, "zero_shot", scorer, "macro_f1", CompareParams(bootstrap_resamples=200))["given"]
+    scores = given["scores"]
+    assert given["gain"] == pytest.approx(scores["fine-tune"] - scores["teacher"])
+    assert given["student_over_teacher"] == pytest.approx(scores["fine-tune"] / scores["teacher"], abs=1e-4)

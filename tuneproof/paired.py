@@ -82,14 +82,16 @@ def label_score(true: Sequence[str], pred: Sequence[str], metric: str, labels: S
 
 
 def paired_gain(a_rows: Sequence[dict], b_rows: Sequence[dict], metric: str, n_resamples: int, seed: int,
-                confidence: float, names: tuple[str, str] = PAIR) -> tuple[BootstrapResult, float, float]:
+                confidence: float, names: tuple[str, str] = PAIR,
+                labels: Sequence[str] | None = None) -> tuple[BootstrapResult, float, float]:
     """Paired bootstrap of metric(a) - metric(b) over the same test ids, and each system's score on
-    the whole test set. macro_f1 is recomputed on every resample over the pair's label set."""
+    the whole test set. macro_f1 is recomputed on every resample over `labels` (default: the pair's
+    label set; pass one set to compare more than two systems on the same footing)."""
     if metric != CORPUS_METRIC:
         _, a, b = paired_primary(a_rows, b_rows, metric, names)
         return paired_bootstrap(a, b, n_resamples, seed, confidence), float(a.mean()), float(b.mean())
     a_aligned, b_aligned = aligned(a_rows, b_rows, names)
-    labels = label_set(a_aligned, b_aligned)
+    labels = label_set(a_aligned, b_aligned) if labels is None else labels
     true = [str(r["label"]) for r in a_aligned]
     pred_a, pred_b = [str(r["predicted_label"]) for r in a_aligned], [str(r["predicted_label"]) for r in b_aligned]
     boot = paired_bootstrap_macro_f1(true, pred_a, pred_b, labels, n_resamples, seed, confidence)

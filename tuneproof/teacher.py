@@ -25,9 +25,9 @@ from typing import Sequence
 
 from tuneproof.compare_params import CompareParams
 from tuneproof.contract import CompareInputs
-from tuneproof.paired import paired_gain
+from tuneproof.paired import label_score, label_set, paired_gain
 from tuneproof.records import label_of
-from tuneproof.scoring import Scorer
+from tuneproof.scoring import CORPUS_METRIC, Scorer
 
 
 def _given_records(test: Sequence[dict], details: dict[str, dict]) -> list[dict]:
@@ -83,10 +83,16 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
                        for name, rows in (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))}
         rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
                 **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
+        # macro_f1: one label set for all three systems, so the table, the ratio and the gain agree
+        labels = label_set(*rows.values()) if primary == CORPUS_METRIC else None
         boot, student_score, teacher_score = paired_gain(rows["fine-tune"], rows["teacher"], primary,
                                                          params.bootstrap_resamples, params.seed, params.confidence,
-                                                         ("fine-tune", "teacher"))
-        out["given"] = {"n": len(given), "scores": {name: scorer.aggregate(r).get(primary) for name, r in rows.items()},
+                                                         ("fine-tune", "teacher"), labels)
+        scores = {name: (scorer.aggregate(r).get(primary) if labels is None else
+                         label_score([str(x["label"]) for x in r], [str(x["predicted_label"]) for x in r], primary,
+                                     labels))
+                  for name, r in rows.items()}
+        out["given"] = {"n": len(given), "scores": scores,
                         "student_over_teacher": _ratio(student_score, teacher_score),
                         "gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
     return out
