@@ -220,3 +220,25 @@ def test_macro_f1_on_the_given_answers_is_one_number_per_system():
     scores = given["scores"]
     assert given["gain"] == pytest.approx(scores["fine-tune"] - scores["teacher"])
     assert given["student_over_teacher"] == pytest.approx(scores["fine-tune"] / scores["teacher"], abs=1e-4)
+
+
+def test_a_given_label_written_in_another_case_is_the_same_label():
+    """The teacher says "spam"/"ham", the humans wrote "Spam"/"Ham": distill's agreement (normalised)
+    calls that full agreement, and compare must too, not score the teacher 0 on every record."""
+    from tuneproof.compare_params import CompareParams
+    from tuneproof.contract import CompareInputs, EvaluateMetrics
+    from tuneproof.scoring import ScoreParams, build_scorer
+    from tuneproof.teacher import teacher_reference
+
+    teacher = ["spam", "ham", "spam", "ham", "ham", "ham"]
+    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"sms {n}"}], "completion": t}
+            for n, t in enumerate(teacher, start=1)]
+    scorer = build_scorer(ScoreParams("label", "accuracy", [], {}), "completion", test)
+    rows = [scorer.row(r, r["completion"]) for r in test]
+    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
+                           evaluate=EvaluateMetrics({"accuracy": 1.0}, None), test=test, train=[],
+                           train_sha256="", audit={},
+                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [t.capitalize()]}
+                                    for r, t in zip(test, teacher)})
+    ref = teacher_reference(inputs, "zero_shot", scorer, "accuracy", CompareParams(bootstrap_resamples=200))
+    assert ref["given"]["scores"] == {"teacher": 1.0, "fine-tune": 1.0, "zero_shot": 1.0}

@@ -28,6 +28,7 @@ from tuneproof.contract import CompareInputs
 from tuneproof.paired import label_score, label_set, paired_gain
 from tuneproof.records import label_of
 from tuneproof.scoring import CORPUS_METRIC, Scorer
+from tuneproof.text import normalise
 
 
 def _given_records(test: Sequence[dict], details: dict[str, dict]) -> list[dict]:
@@ -75,6 +76,9 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
            "given": None, "cost": _cost(inputs.test, details, inputs.evaluate.cost)}
     given = _given_records(inputs.test, details)
     if given:
+        if scorer.label_field == "completion":  # the answer is a label: a given "Spam" is the label "spam"
+            canonical = {normalise(label): label for label in scorer.labels}
+            given = [{**r, "completion": canonical.get(normalise(r["completion"]), r["completion"])} for r in given]
         # a label only the given answers use (one the teacher never says) must still be recognised
         extra = {label_of(r, scorer.label_field) for r in given} if scorer.label_field else set()
         scorer = replace(scorer, labels=tuple(sorted(set(scorer.labels) | (extra - {None}))))
