@@ -242,3 +242,25 @@ def test_a_given_label_written_in_another_case_is_the_same_label():
                                     for r, t in zip(test, teacher)})
     ref = teacher_reference(inputs, "zero_shot", scorer, "accuracy", CompareParams(bootstrap_resamples=200))
     assert ref["given"]["scores"] == {"teacher": 1.0, "fine-tune": 1.0, "zero_shot": 1.0}
+
+
+def test_a_given_answer_the_scorer_cannot_read_names_where_it_is():
+    """kind json: the teacher's answers are JSON, a given one is not. The error must point at the
+    given answer in paths.raw, not at the record's completion (the teacher's, which is fine)."""
+    from tuneproof.compare_params import CompareParams
+    from tuneproof.contract import CompareInputs, EvaluateMetrics
+    from tuneproof.io import TuneproofError
+    from tuneproof.scoring import ScoreParams, build_scorer
+    from tuneproof.teacher import teacher_reference
+
+    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"q{n}"}],
+             "completion": json.dumps({"intent": "refund"})} for n in (1, 2)]
+    scorer = build_scorer(ScoreParams("json", "task_success", ["intent"], {}), None, test)
+    rows = [scorer.row(r, r["completion"]) for r in test]
+    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
+                           evaluate=EvaluateMetrics({"task_success": 1.0}, None), test=test, train=[],
+                           train_sha256="", audit={},
+                           teacher={"L000001": {"seconds": 1.0, "tokens": 1, "given": [test[0]["completion"]]},
+                                    "L000002": {"seconds": 1.0, "tokens": 1, "given": ["refund please"]}})
+    with pytest.raises(TuneproofError, match=r"L000002.*teacher\.given.*paths\.raw"):
+        teacher_reference(inputs, "zero_shot", scorer, "task_success", CompareParams(bootstrap_resamples=200))

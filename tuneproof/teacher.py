@@ -24,7 +24,9 @@ from dataclasses import replace
 from typing import Sequence
 
 from tuneproof.compare_params import CompareParams
+from tuneproof.config import TEACHER_KEY
 from tuneproof.contract import CompareInputs
+from tuneproof.io import TuneproofError
 from tuneproof.paired import label_score, label_set, paired_gain
 from tuneproof.records import label_of
 from tuneproof.scoring import CORPUS_METRIC, Scorer
@@ -85,8 +87,12 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
         teacher_answer = {r["id"]: r["completion"] for r in inputs.test}
         predictions = {name: {row["id"]: row["prediction"] for row in rows}
                        for name, rows in (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))}
-        rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
-                **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
+        try:
+            rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
+                    **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
+        except TuneproofError as exc:  # the scorer blames "the reference": here that is the given answer
+            raise TuneproofError(f"{exc} (that reference is the answer the input line gave: `{TEACHER_KEY}.given` "
+                                 "on that line of paths.raw, not the teacher's completion)") from None
         # macro_f1: one label set for all three systems, so the table, the ratio and the gain agree
         labels = label_set(*rows.values()) if primary == CORPUS_METRIC else None
         boot, student_score, teacher_score = paired_gain(rows["fine-tune"], rows["teacher"], primary,
