@@ -13,7 +13,8 @@ from cheap_project import RAW, set_params, write_compare_inputs
 from stages import compare, dedup, split
 from test_split import family_records
 from tuneproof.config import TEACHER_KEY
-from tuneproof.io import read_json, read_jsonl, write_json, write_jsonl
+from tuneproof.io import TuneproofError, read_json, read_jsonl, write_json, write_jsonl
+from tuneproof.scoring import ScoreParams, build_scorer
 
 STUDENT_COST = {"seconds_per_answer": 0.05, "tokens_per_second": 400.0, "device": "cpu", "batch_size": 8}
 
@@ -195,28 +196,36 @@ def test_a_partly_distilled_file_measures_agreement_on_the_teachers_records_only
             in (root / "reports/report.md").read_text())
 
 
+def records(teacher_answers: list[str]) -> list[dict]:
+    """Test records whose completions are the teacher's answers."""
+    return [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"q{n}"}], "completion": answer}
+            for n, answer in enumerate(teacher_answers, start=1)]
+
+
+def reference_on(test: list[dict], scorer, answers: list[str], given: list[str], primary: str) -> dict:
+    """teacher_reference on made-up inputs: `answers` are the student's (and the best prompt's),
+    `given` each record's answer from its input line."""
+    from tuneproof.compare_params import CompareParams
+    from tuneproof.contract import CompareInputs, EvaluateMetrics
+    from tuneproof.teacher import teacher_reference
+
+    rows = [scorer.row(r, answer) for r, answer in zip(test, answers)]
+    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
+                           evaluate=EvaluateMetrics(scorer.aggregate(rows), None), test=test, train=[],
+                           train_sha256="", audit={},
+                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [g]} for r, g in zip(test, given)})
+    return teacher_reference(inputs, "zero_shot", scorer, primary, CompareParams(bootstrap_resamples=200))
+
+
 def test_macro_f1_on_the_given_answers_is_one_number_per_system():
     """Primary macro_f1: the table, the ratio and the gain must come from one label set. The teacher
     says a label ("c") the humans never gave and the student never says; scored over different label
     sets the table showed the student ahead (0.750 vs 0.571) while the gain said it was behind (-0.071)
     and the ratio 0.875."""
-    from tuneproof.compare_params import CompareParams
-    from tuneproof.contract import CompareInputs, EvaluateMetrics
-    from tuneproof.scoring import ScoreParams, build_scorer
-    from tuneproof.teacher import teacher_reference
-
-    teacher = ["a", "b", "c", "c", "a", "b", "a", "b"]
-    human = ["a", "b", "a", "b", "a", "b", "a", "b"]
-    student = ["a", "b", "a", "a", "a", "b", "b", "b"]
-    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"q{n}"}], "completion": t}
-            for n, t in enumerate(teacher, start=1)]
+    test = records(["a", "b", "c", "c", "a", "b", "a", "b"])
     scorer = build_scorer(ScoreParams("label", "macro_f1", [], {}), "completion", test)
-    rows = [scorer.row(r, p) for r, p in zip(test, student)]
-    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
-                           evaluate=EvaluateMetrics(scorer.aggregate(rows), None), test=test, train=[],
-                           train_sha256="", audit={},
-                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [h]} for r, h in zip(test, human)})
-    given = teacher_reference(inputs, "zero_shot", scorer, "macro_f1", CompareParams(bootstrap_resamples=200))["given"]
+    given = reference_on(test, scorer, ["a", "b", "a", "a", "a", "b", "b", "b"],
+                         ["a", "b", "a", "b", "a", "b", "a", "b"], "macro_f1")["given"]
     scores = given["scores"]
     assert given["gain"] == pytest.approx(scores["fine-tune"] - scores["teacher"])
     assert given["student_over_teacher"] == pytest.approx(scores["fine-tune"] / scores["teacher"], abs=1e-4)
@@ -225,42 +234,18 @@ def test_macro_f1_on_the_given_answers_is_one_number_per_system():
 def test_a_given_label_written_in_another_case_is_the_same_label():
     """The teacher says "spam"/"ham", the humans wrote "Spam"/"Ham": distill's agreement (normalised)
     calls that full agreement, and compare must too, not score the teacher 0 on every record."""
-    from tuneproof.compare_params import CompareParams
-    from tuneproof.contract import CompareInputs, EvaluateMetrics
-    from tuneproof.scoring import ScoreParams, build_scorer
-    from tuneproof.teacher import teacher_reference
-
     teacher = ["spam", "ham", "spam", "ham", "ham", "ham"]
-    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"sms {n}"}], "completion": t}
-            for n, t in enumerate(teacher, start=1)]
+    test = records(teacher)
     scorer = build_scorer(ScoreParams("label", "accuracy", [], {}), "completion", test)
-    rows = [scorer.row(r, r["completion"]) for r in test]
-    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
-                           evaluate=EvaluateMetrics({"accuracy": 1.0}, None), test=test, train=[],
-                           train_sha256="", audit={},
-                           teacher={r["id"]: {"seconds": 1.0, "tokens": 1, "given": [t.capitalize()]}
-                                    for r, t in zip(test, teacher)})
-    ref = teacher_reference(inputs, "zero_shot", scorer, "accuracy", CompareParams(bootstrap_resamples=200))
+    ref = reference_on(test, scorer, teacher, [t.capitalize() for t in teacher], "accuracy")
     assert ref["given"]["scores"] == {"teacher": 1.0, "fine-tune": 1.0, "zero_shot": 1.0}
 
 
 def test_a_given_answer_the_scorer_cannot_read_names_where_it_is():
     """kind json: the teacher's answers are JSON, a given one is not. The error must point at the
     given answer in paths.raw, not at the record's completion (the teacher's, which is fine)."""
-    from tuneproof.compare_params import CompareParams
-    from tuneproof.contract import CompareInputs, EvaluateMetrics
-    from tuneproof.io import TuneproofError
-    from tuneproof.scoring import ScoreParams, build_scorer
-    from tuneproof.teacher import teacher_reference
-
-    test = [{"id": f"L{n:06d}", "messages": [{"role": "user", "content": f"q{n}"}],
-             "completion": json.dumps({"intent": "refund"})} for n in (1, 2)]
+    answer = json.dumps({"intent": "refund"})
+    test = records([answer, answer])
     scorer = build_scorer(ScoreParams("json", "task_success", ["intent"], {}), None, test)
-    rows = [scorer.row(r, r["completion"]) for r in test]
-    inputs = CompareInputs(baseline_rows={"zero_shot": rows}, baseline=None, finetune_rows=rows,
-                           evaluate=EvaluateMetrics({"task_success": 1.0}, None), test=test, train=[],
-                           train_sha256="", audit={},
-                           teacher={"L000001": {"seconds": 1.0, "tokens": 1, "given": [test[0]["completion"]]},
-                                    "L000002": {"seconds": 1.0, "tokens": 1, "given": ["refund please"]}})
     with pytest.raises(TuneproofError, match=r"L000002.*teacher\.given.*paths\.raw"):
-        teacher_reference(inputs, "zero_shot", scorer, "task_success", CompareParams(bootstrap_resamples=200))
+        reference_on(test, scorer, [answer, answer], [answer, "refund please"], "task_success")
