@@ -184,7 +184,10 @@ class EndpointTeacher:
                     text = reply["choices"][0]["message"]["content"]
                 except (KeyError, IndexError, TypeError):
                     return RecordFailed(f"not a chat completion: {self._redact(json.dumps(reply))[:200]}")
-                return _entry(text, (reply.get("usage") or {}).get("completion_tokens"), time.monotonic() - begin)
+                # the answer's share of wall time with `concurrency` requests in flight, as a local
+                # teacher's is its share of a batch: a per-answer cost, not one request's latency
+                return _entry(text, (reply.get("usage") or {}).get("completion_tokens"),
+                              (time.monotonic() - begin) / self.concurrency)
         if error.startswith("connection error"):
             raise TuneproofError(f"distill.base_url: cannot reach {self.url} after {self.retries + 1} tries "
                                  f"({error}); start the server or correct distill.base_url")

@@ -12,9 +12,9 @@ the answers it `given` (completion first, then references). compare reads them b
     prompted strategy against the answers the input gave. Only this says whether the teacher is
     right and how much of its skill the student kept: student/teacher ratio, and a paired
     bootstrap of student - teacher;
-  * cost: the teacher's seconds per answer as measured at distill time (where it ran: per request
-    for an endpoint, a batch's share for a local model) against the fine-tune's in evaluate (a
-    batch's share on this machine). Different machines and batching: a ratio of what each costs
+  * cost: the teacher's seconds per answer as measured at distill time, where it ran (its share of
+    the wall time: a local batch's time over its size, an endpoint request's over the requests in
+    flight) against the fine-tune's in evaluate (a batch's share on this machine). Different machines and batching: a ratio of what each costs
     as run, not of model sizes.
 """
 
