@@ -2,9 +2,10 @@
 
     python -m stages.distill   # reads params.yaml: distill, generate, prompt.system, paths.{distill,metrics}
 
-Reads `distill.prompts` (JSONL: `{"prompt"}` or `{"messages"}` lines; a completion, when present, is
-replaced), asks the teacher (tuneproof.distill: a local model folder or an OpenAI-compatible
-endpoint) for every prompt with the task's system prompt, and writes `<paths.distill>/records.jsonl`
+Reads `distill.prompts` (JSONL: `{"prompt"}` or `{"messages"}` lines; a completion or references,
+when present, become the line's given answers, which compare scores the teacher against), asks
+the teacher (tuneproof.distill: a local model folder or an OpenAI-compatible endpoint) for every
+prompt with the task's system prompt, and writes `<paths.distill>/records.jsonl`
 (raw-format lines the rest of the pipeline reads unchanged once `paths.raw` names it),
 `<paths.distill>/failures.json` and `<paths.metrics>/distill.json` (teacher calls, cache hits,
 failures, the teacher's measured cost).

@@ -213,8 +213,8 @@ class DistillResult:
 def distill_records(records: Sequence[dict], teacher, system: str | None,
                     cache: AnswerCache = AnswerCache()) -> DistillResult:
     """Every record's completion replaced by the teacher's answer to its messages (the task's system
-    prompt first, as tuneproof.prompting serves it): cached answers first, then one teacher call
-    per distinct uncached prompt, each answer cached as it arrives."""
+    prompt first, as tuneproof.prompting serves it), its own answers kept under TEACHER_KEY: cached
+    answers first, then one teacher call per distinct uncached prompt, each cached as it arrives."""
     messages = [build_messages(r, system) for r in records]
     keys = [answer_key(teacher.identity, m, teacher.decoding) for m in messages]
     first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a repeated prompt is asked once
