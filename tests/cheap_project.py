@@ -10,11 +10,10 @@ import random
 from collections import Counter
 from pathlib import Path
 
-import yaml
-
 from stages import compare, dedup, split
 from tuneproof.io import read_jsonl, sha256_file, write_json, write_jsonl
 
+from params_file import set_params
 from scenarios import metrics_of, probe_result, scored
 from test_split import family_records
 
@@ -28,20 +27,6 @@ OUTPUTS = {
     "compare": ["reports", "models/release", "metrics/compare.json"],
 }
 STRATEGIES = ("zero_shot", "few_shot", "retrieval")
-
-
-def set_params(root: Path, **sections: dict) -> None:
-    """Update params.yaml section by section; a dotted key ("leakage.threshold") sets a nested one."""
-    path = root / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        for key, value in values.items():
-            target = params[section]
-            *parents, last = key.split(".")
-            for parent in parents:
-                target = target[parent]
-            target[last] = value
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def write_raw(root: Path, seed: int) -> None:

@@ -11,6 +11,8 @@ import yaml
 from demo.support_tickets import make_ticket
 from tuneproof.io import write_jsonl
 
+from params_file import set_params
+
 
 def demo_records(n: int, seed: int, first_id: int = 1) -> list[dict]:
     """n canonical demo-task records (ticket -> triage JSON) with ids L<first_id>..."""
@@ -28,12 +30,9 @@ def setup_project(project_dir: Path, model_dir: Path, train: list[dict], test: l
                   **sections: dict) -> dict:
     """Write the split files and point params.yaml (already in project_dir) at `model_dir`;
     `sections` update params sections key by key. Returns the params written."""
+    set_params(project_dir, **{"paths": {"base_model": str(model_dir)},
+                               "generate": {"max_new_tokens": 6, "batch_size": 4}, **sections})
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["paths"]["base_model"] = str(model_dir)
-    params["generate"].update(max_new_tokens=6, batch_size=4)
-    for name, values in sections.items():
-        params[name].update(values)
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     split = project_dir / params["paths"]["split"]
     write_jsonl(split / "train.jsonl", train)
     write_jsonl(split / "val.jsonl", train[: max(1, len(train) // 4)])  # val only chooses: a slice of train will do here

@@ -20,8 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
+from params_file import set_dotted
 from tuneproof.io import read_jsonl, write_jsonl
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -117,18 +116,6 @@ TINY = {"train.max_steps": 2, "train.learning_rate": 1.0e-3, "train.eval_steps":
         "evaluate.train_sample": 4, "baseline.val_records": 4}
 
 
-def set_params(params_file: Path, values: dict[str, object]) -> None:
-    params = yaml.safe_load(params_file.read_text())
-    for dotted, value in values.items():
-        *parents, key = dotted.split(".")
-        section = params
-        for name in parents:
-            section = section[name]
-        assert key in section, f"{dotted} is not a key of params.yaml"  # a typo would be a silent no-op
-        section[key] = value
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def readme_walkthrough() -> str:
     text = (ROOT / "README.md").read_text()
     match = re.search(r"^## Bring your own data and model\n(.*?)(?=^## )", text, re.S | re.M)
@@ -161,7 +148,7 @@ def test_byo_walkthrough_runs_end_to_end_on_a_fresh_copy(tmp_path, tiny_model_di
     assert staged.returncode == 0, staged.stderr
 
     # 2. params.yaml: data, model, task, scorer, training knobs.
-    set_params(repo / "params.yaml", {**walkthrough_params(tiny_model_dir), **TINY})
+    set_dotted(repo / "params.yaml", {**walkthrough_params(tiny_model_dir), **TINY})
 
     # 3. Materialise the model, then check the file against its tokenizer before anything trains.
     base = run(["dvc", "repro", "base_model"], repo)

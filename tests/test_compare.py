@@ -348,13 +348,11 @@ def test_format_gain_without_field_gain_is_flagged_as_format_not_content():
     ("drift", {"min_prompts": 3}, "compare.drift.min_prompts is 3; use at least compare.drift.folds"),
 ])
 def test_compare_params_are_checked_with_their_key(project_dir, key, value, message):
-    import yaml
-
+    from params_file import set_params
     from stages import compare
 
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["compare"][key] = {**params["compare"][key], **value} if isinstance(value, dict) else value
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    set_params(project_dir, compare={f"{key}.{k}": v for k, v in value.items()} if isinstance(value, dict)
+               else {key: value})
     with pytest.raises(TuneproofError, match=message.replace("[", r"\[").replace(")", r"\)")):
         compare.main()
 

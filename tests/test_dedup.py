@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
 from stages.dedup import main
 from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS
@@ -15,6 +14,7 @@ from demo.support_tickets import write_demo
 from tuneproof.io import TuneproofError, write_jsonl
 from tuneproof.records import load_records
 
+from params_file import set_params
 from test_records import BAD_INPUTS, write_lines
 
 LONG = ("my parcel for order 48213 still has not arrived and the tracking page shows nothing since "
@@ -100,14 +100,6 @@ def test_score_against_truth_counts_true_and_false_drops():
     missed = score_against_truth(clusters[:1], truth)
     assert missed["recall"] == round(1 / 3, 4) and missed["recall_near"] == 0.0 and missed["precision"] == 1.0
     assert missed["conflicts_flagged"] == 0
-
-
-def set_params(project_dir: Path, **changes: dict) -> None:
-    path = project_dir / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in changes.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params))
 
 
 def outputs(project_dir: Path) -> list[Path]:

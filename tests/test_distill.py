@@ -17,13 +17,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 
+from params_file import set_params
 from stages import distill as stage
 from stages.base_model import embedded_gguf
 from tuneproof.distill import AnswerCache, EndpointTeacher, LocalTeacher, distill_records, given_agreement
-from tuneproof.generation import GenerateParams, generate
 from tuneproof.config import TEACHER_KEY
+from tuneproof.generation import GenerateParams, generate
 from tuneproof.io import TuneproofError, read_json, read_jsonl, write_jsonl
 from tuneproof.modeling import load_model, load_tokenizer
 from tuneproof.prompting import format_prompt
@@ -36,11 +36,8 @@ SYSTEM = "Answer in one short line."
 
 
 def configure(project: Path, **distill) -> None:
-    params = yaml.safe_load((project / "params.yaml").read_text())
-    params["distill"].update(prompts="data/prompts.jsonl", **distill)
-    params["prompt"]["system"] = SYSTEM
-    params["generate"].update(max_new_tokens=6, batch_size=2)
-    (project / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project, distill={"prompts": "data/prompts.jsonl", **distill}, prompt={"system": SYSTEM},
+               generate={"max_new_tokens": 6, "batch_size": 2})
 
 
 def write_prompts(project: Path, prompts=PROMPTS) -> None:

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import re
 
-from test_byo_walkthrough import ROOT, fresh_copy, run, set_params
+from params_file import set_dotted
+from test_byo_walkthrough import ROOT, fresh_copy, run
 
 from tuneproof.io import read_json, write_jsonl
 from tuneproof.records import load_records
@@ -37,7 +38,7 @@ def test_readme_distil_a_teacher(tmp_path):
               "paths.raw": "data/distill/records.jsonl", "dedup.truth": None}
     for key in values:
         assert f"`{key}`" in section, f"the README's table does not name {key}"
-    set_params(project / "params.yaml", {**values, "generate.max_new_tokens": 6})
+    set_dotted(project / "params.yaml", {**values, "generate.max_new_tokens": 6})
 
     first = run(["dvc", "repro", "distill@local"], project)
     assert first.returncode == 0, first.stderr

@@ -14,7 +14,8 @@ from stages import baseline, compare, dedup, evaluate, probe, split, train
 from tuneproof.io import write_jsonl
 
 from conftest import ROOT
-from test_byo_walkthrough import RAW, headline_records, set_params, walkthrough_params
+from params_file import set_dotted
+from test_byo_walkthrough import RAW, headline_records, walkthrough_params
 
 
 def test_learning_rate_zero_is_a_failed_attempt_not_prompt_suffices(project_dir, tiny_model_dir):
@@ -29,7 +30,7 @@ def test_learning_rate_zero_is_a_failed_attempt_not_prompt_suffices(project_dir,
               "probe.text": str(ROOT / "eval" / "general_text.txt"),
               "probe.instructions": str(ROOT / "eval" / "general_instructions.jsonl")}
     del params["base_model.source"]
-    set_params(project_dir / "params.yaml", params)
+    set_dotted(project_dir / "params.yaml", params)
     (project_dir / "data" / "production").mkdir(parents=True)  # paths.production, committed empty: the drift check is not run
     for stage in (dedup, split, baseline, train, evaluate, probe, compare):
         stage.main()

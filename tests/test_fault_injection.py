@@ -14,7 +14,8 @@ import tuneproof.io as io
 from stages import split as split_stage
 from tuneproof.io import TMP_MARK
 
-from test_split import family_records, outputs, set_params, write_dedup_records
+from params_file import set_params
+from test_split import family_records, outputs, write_dedup_records
 
 
 class Stop(Exception):

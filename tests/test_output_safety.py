@@ -20,7 +20,7 @@ from tuneproof.config import DEDUP_CLUSTERS, DEDUP_RECORDS, Paths
 from tuneproof.io import TMP_MARK, TuneproofError, atomic_files, atomic_path, write_jsonl, write_text
 from tuneproof.params import load_section
 
-from test_dedup import set_params
+from params_file import set_params
 
 
 def tree_hash(root: Path) -> str:

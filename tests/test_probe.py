@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from conftest import ROOT
+from params_file import set_params
 from stages import probe
 from tuneproof.modeling import load_model, load_tokenizer
 
@@ -65,12 +66,10 @@ def test_untouched_adapter_has_zero_kl_and_equal_loss(tiny_model_dir, tmp_path):
 
 
 def test_stage_writes_metrics_and_per_instruction_rows(tiny_model_dir, project_dir):
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["paths"]["base_model"] = str(tiny_model_dir)
-    params["paths"]["adapter"] = str(make_adapter(tiny_model_dir, project_dir / "adapter", 0.1))
-    params["generate"]["max_new_tokens"] = 4
+    adapter = make_adapter(tiny_model_dir, project_dir / "adapter", 0.1)
+    set_params(project_dir, paths={"base_model": str(tiny_model_dir), "adapter": str(adapter)},
+               generate={"max_new_tokens": 4})
     shutil.copytree(ROOT / "eval", project_dir / "eval")
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     probe.main()
     checks = {row["id"]: row["check"] for row in map(json.loads, (ROOT / "eval" / "general_instructions.jsonl").open())}
     metrics = yaml.safe_load((project_dir / "metrics" / "probe.json").read_text())

@@ -10,12 +10,13 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from tqdm.auto import tqdm
 
 from tuneproof import progress as prog
 from demo.support_tickets import benchmark_records
 from tuneproof.io import TuneproofError, write_jsonl
+
+from params_file import set_params
 
 
 class FakeClock:
@@ -134,9 +135,7 @@ def test_a_piped_stage_shows_progress_lines_while_it_runs(project_dir):
     """`python -m stages.dedup 2>&1 | tee log`: lines arrive while it runs, not only at exit."""
     records, _ = benchmark_records(25_000, duplicate_share=0.02)  # above neardup's bar threshold after exact dedup
     write_jsonl(project_dir / "data" / "raw" / "support_tickets.jsonl", records)
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["dedup"]["truth"] = None
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    set_params(project_dir, dedup={"truth": None})
     env = {**os.environ, prog.ENV_SECONDS: "0.05"}
     proc = subprocess.Popen([sys.executable, "-m", "stages.dedup"], cwd=project_dir, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -20,6 +20,8 @@ from tuneproof.splitting import SplitParams, assign_splits, leak_groups, size_wa
 from tuneproof.io import TuneproofError, read_json, sha256_file
 from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 
+from params_file import set_params
+
 VOCAB = [f"{a}{b}" for a in ("ba", "ke", "mo", "ti", "ru", "sa", "lo", "pe", "du", "vi")
          for b in ("rn", "sk", "lt", "mp", "ng", "ft", "rd", "xe", "zo", "qu")]
 INTENTS = ("billing_refund", "shipping_delay", "account_access")
@@ -306,13 +308,6 @@ def test_main_writes_nothing_when_the_audit_fails(project_dir, monkeypatch):
 def test_main_without_dedup_output_says_what_to_run(project_dir):
     with pytest.raises(TuneproofError, match="run the dedup stage first"):
         split_stage.main()
-
-
-def set_params(project_dir: Path, **sections) -> None:
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    for section, values in sections.items():
-        params[section] = {**params[section], **values} if isinstance(values, dict) else values
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_main_checks_completions_only_for_tasks_without_label(project_dir):

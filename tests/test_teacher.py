@@ -9,7 +9,8 @@ import random
 
 import pytest
 
-from cheap_project import RAW, set_params, write_compare_inputs
+from cheap_project import RAW, write_compare_inputs
+from params_file import set_params
 from stages import compare, dedup, split
 from test_split import family_records
 from tuneproof.config import TEACHER_KEY

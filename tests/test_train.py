@@ -354,13 +354,14 @@ def test_main_reads_params_yaml(project_dir, tiny_model_dir, split_dir):
     """The project's params.yaml `train` section loads; main() writes every declared output."""
     import yaml
 
+    from params_file import set_params
+
+    # the tiny byte-level tokenizer needs ~3x the demo's tokens for the same system prompt; the tiny
+    # split's answers carry only intent and reply
+    set_params(project_dir, paths={"base_model": str(tiny_model_dir), "split": str(split_dir)},
+               train={"max_steps": 2, "eval_steps": 1, "batch_size": 4, "val_records": 4, "max_length": 4096},
+               score={"fields": ["intent", "reply"], "style": {}}, generate={"max_new_tokens": 4})
     params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["paths"].update(base_model=str(tiny_model_dir), split=str(split_dir))
-    # the tiny byte-level tokenizer needs ~3x the demo's tokens for the same system prompt
-    params["train"].update(max_steps=2, eval_steps=1, batch_size=4, val_records=4, max_length=4096)
-    params["score"].update(fields=["intent", "reply"], style={})  # the tiny split's answers carry these two
-    params["generate"].update(max_new_tokens=4)
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
     stage.main("params.yaml")
     info = read_json(project_dir / params["paths"]["adapter"] / ADAPTER_INFO)
     assert info["recipe"]["preset"] == "data" and info["selected_by"] == "eval_task_success"

@@ -22,6 +22,7 @@ from tuneproof.io import TuneproofError, read_json
 
 import test_train as single  # its tiny split data and tiny train params
 from conftest import ROOT, git_init
+from params_file import set_params
 
 split_dir = single.split_dir  # the same 32 train / 8 val tiny records as tests/test_train.py
 
@@ -67,9 +68,7 @@ def test_multi_process_settings_that_cannot_run_are_refused(tmp_path):
 
 
 def test_main_refuses_fsdp_qlora_before_launching(project_dir, monkeypatch):
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    params["train"].update(num_processes=2, distributed="fsdp", method="qlora")
-    (project_dir / "params.yaml").write_text(yaml.safe_dump(params))
+    set_params(project_dir, train={"num_processes": 2, "distributed": "fsdp", "method": "qlora"})
     monkeypatch.setattr(stage, "run_launched", lambda cmd: pytest.fail(f"launched {cmd}"))
     monkeypatch.delenv(distributed.LAUNCHED_ENV, raising=False)
     with pytest.raises(TuneproofError, match="train.distributed: fsdp cannot shard"):
