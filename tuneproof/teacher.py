@@ -14,8 +14,8 @@ the answers it `given` (completion first, then references). compare reads them b
     bootstrap of student - teacher;
   * cost: the teacher's seconds per answer as measured at distill time, where it ran (its share of
     the wall time: a local batch's time over its size, an endpoint request's over the requests in
-    flight) against the fine-tune's in evaluate (a batch's share on this machine). Different machines and batching: a ratio of what each costs
-    as run, not of model sizes.
+    flight) against the fine-tune's in evaluate (a batch's share on this machine). Different
+    machines and batching: a ratio of what each costs as run, not of model sizes.
 """
 
 from __future__ import annotations
@@ -63,6 +63,38 @@ def _cost(test: Sequence[dict], details: dict[str, dict], student: dict | None) 
             "teacher_over_student": _ratio(teacher, student_seconds)}
 
 
+def _given_comparison(inputs: CompareInputs, given: list[dict], best_strategy: str, scorer: Scorer, primary: str,
+                      params: CompareParams) -> dict:
+    """Teacher, fine-tune and the best prompted strategy scored against the answers the input gave,
+    on one label set, with the paired bootstrap of fine-tune - teacher."""
+    if scorer.label_field == "completion":  # the answer is a label: a given "Spam" is the label "spam"
+        canonical = {normalise(label): label for label in scorer.labels}
+        given = [{**r, "completion": canonical.get(normalise(r["completion"]), r["completion"])} for r in given]
+    # a label only the given answers use (one the teacher never says) must still be recognised
+    extra = {label_of(r, scorer.label_field) for r in given} if scorer.label_field else set()
+    scorer = replace(scorer, labels=tuple(sorted(set(scorer.labels) | (extra - {None}))))
+    teacher_answer = {r["id"]: r["completion"] for r in inputs.test}
+    systems = (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))
+    predictions = {name: {row["id"]: row["prediction"] for row in rows} for name, rows in systems}
+    try:
+        rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
+                **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
+    except TuneproofError as exc:  # the scorer blames "the reference": here that is the given answer
+        raise TuneproofError(f"{exc} (that reference is the answer the input line gave: `{TEACHER_KEY}.given` "
+                             "on that line of paths.raw, not the teacher's completion)") from None
+    # macro_f1: one label set for all three systems, so the table, the ratio and the gain agree
+    labels = label_set(*rows.values()) if primary == CORPUS_METRIC else None
+    boot, student_score, teacher_score = paired_gain(rows["fine-tune"], rows["teacher"], primary,
+                                                     params.bootstrap_resamples, params.seed, params.confidence,
+                                                     ("fine-tune", "teacher"), labels)
+    scores = {name: (scorer.aggregate(r).get(primary) if labels is None else
+                     label_score([str(x["label"]) for x in r], [str(x["predicted_label"]) for x in r], primary,
+                                 labels))
+              for name, r in rows.items()}
+    return {"n": len(given), "scores": scores, "student_over_teacher": _ratio(student_score, teacher_score),
+            "gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
+
+
 def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer, primary: str,
                       params: CompareParams) -> dict:
     """The teacher's line on test (every metric), the student/teacher score ratio on the test
@@ -78,33 +110,7 @@ def teacher_reference(inputs: CompareInputs, best_strategy: str, scorer: Scorer,
            "given": None, "cost": _cost(inputs.test, details, inputs.evaluate.cost)}
     given = _given_records(inputs.test, details)
     if given:
-        if scorer.label_field == "completion":  # the answer is a label: a given "Spam" is the label "spam"
-            canonical = {normalise(label): label for label in scorer.labels}
-            given = [{**r, "completion": canonical.get(normalise(r["completion"]), r["completion"])} for r in given]
-        # a label only the given answers use (one the teacher never says) must still be recognised
-        extra = {label_of(r, scorer.label_field) for r in given} if scorer.label_field else set()
-        scorer = replace(scorer, labels=tuple(sorted(set(scorer.labels) | (extra - {None}))))
-        teacher_answer = {r["id"]: r["completion"] for r in inputs.test}
-        predictions = {name: {row["id"]: row["prediction"] for row in rows}
-                       for name, rows in (("fine-tune", inputs.finetune_rows), (best_strategy, inputs.baseline_rows[best_strategy]))}
-        try:
-            rows = {"teacher": [scorer.row(r, teacher_answer[r["id"]]) for r in given],
-                    **{name: [scorer.row(r, by_id[r["id"]]) for r in given] for name, by_id in predictions.items()}}
-        except TuneproofError as exc:  # the scorer blames "the reference": here that is the given answer
-            raise TuneproofError(f"{exc} (that reference is the answer the input line gave: `{TEACHER_KEY}.given` "
-                                 "on that line of paths.raw, not the teacher's completion)") from None
-        # macro_f1: one label set for all three systems, so the table, the ratio and the gain agree
-        labels = label_set(*rows.values()) if primary == CORPUS_METRIC else None
-        boot, student_score, teacher_score = paired_gain(rows["fine-tune"], rows["teacher"], primary,
-                                                         params.bootstrap_resamples, params.seed, params.confidence,
-                                                         ("fine-tune", "teacher"), labels)
-        scores = {name: (scorer.aggregate(r).get(primary) if labels is None else
-                         label_score([str(x["label"]) for x in r], [str(x["predicted_label"]) for x in r], primary,
-                                     labels))
-                  for name, r in rows.items()}
-        out["given"] = {"n": len(given), "scores": scores,
-                        "student_over_teacher": _ratio(student_score, teacher_score),
-                        "gain": boot.mean_diff, "ci_low": boot.ci_low, "ci_high": boot.ci_high}
+        out["given"] = _given_comparison(inputs, given, best_strategy, scorer, primary, params)
     return out
 
 
