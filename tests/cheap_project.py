@@ -15,7 +15,7 @@ from tuneproof.io import read_jsonl, sha256_file, write_json, write_jsonl
 
 from params_file import set_params
 from scenarios import metrics_of, probe_result, scored
-from test_split import family_records
+from split_data import family_records
 
 RAW = "data/raw/mine.jsonl"
 STAGES = {"dedup": dedup.main, "split": split.main, "compare": compare.main}
@@ -30,7 +30,7 @@ STRATEGIES = ("zero_shot", "few_shot", "retrieval")
 
 
 def write_raw(root: Path, seed: int) -> None:
-    """Raw prompt/completion lines: near-copy families and single records (tests/test_split.py)."""
+    """Raw prompt/completion lines: near-copy families and single records (tests/split_data.py)."""
     rows = [{"prompt": r["messages"][-1]["content"], "completion": r["completion"]}
             for r in family_records(families=12, singles=100, seed=seed)]
     write_jsonl(root / RAW, rows)

@@ -28,7 +28,7 @@ from tuneproof.io import TMP_MARK
 
 import cheap_project as cp
 from conftest import ROOT, git_init
-from test_records import BAD_INPUTS, GOOD_PC
+from bad_lines import BAD_INPUTS, GOOD_PC
 
 Setup = Callable[[Path], None]
 

@@ -15,7 +15,7 @@ from tuneproof.io import TuneproofError, write_jsonl
 from tuneproof.records import load_records
 
 from params_file import set_params
-from test_records import BAD_INPUTS, write_lines
+from bad_lines import BAD_INPUTS, write_lines
 
 LONG = ("my parcel for order 48213 still has not arrived and the tracking page shows nothing since "
         "monday could you tell me where it is please")

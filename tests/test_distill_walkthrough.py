@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 from params_file import set_dotted
-from test_byo_walkthrough import ROOT, fresh_copy, run
+from readme_project import ROOT, fresh_copy, run
 
 from tuneproof.io import read_json, write_jsonl
 from tuneproof.records import load_records

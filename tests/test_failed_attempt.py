@@ -15,7 +15,7 @@ from tuneproof.io import write_jsonl
 
 from conftest import ROOT
 from params_file import set_dotted
-from test_byo_walkthrough import RAW, headline_records, walkthrough_params
+from readme_project import RAW, headline_records, walkthrough_params
 
 
 def test_learning_rate_zero_is_a_failed_attempt_not_prompt_suffices(project_dir, tiny_model_dir):

@@ -15,7 +15,7 @@ from stages import split as split_stage
 from tuneproof.io import TMP_MARK
 
 from params_file import set_params
-from test_split import family_records, outputs, write_dedup_records
+from split_data import family_records, outputs, write_dedup_records
 
 
 class Stop(Exception):
@@ -74,13 +74,11 @@ def test_dedup_stopped_at_any_write_leaves_no_mixed_set(project_dir, monkeypatch
     from stages import dedup
     from tuneproof.io import write_jsonl
 
-    import test_dedup
-
     def raw(seed: int) -> list[dict]:
         return [{"prompt": f"{seed} {r['messages'][0]['content']}", "completion": r["completion"]}
                 for r in family_records(seed=seed)]
 
-    test_dedup.set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None})
+    set_params(project_dir, paths={"raw": "mine.jsonl"}, dedup={"truth": None})
     write_jsonl(project_dir / "mine.jsonl", raw(1))
     dedup.main()
     old = dedup_outputs(project_dir)

@@ -7,10 +7,8 @@ import json
 import random
 from collections import Counter
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
-import yaml
 
 from stages import split as split_stage
 from tuneproof import splitting
@@ -21,48 +19,12 @@ from tuneproof.io import TuneproofError, read_json, sha256_file
 from tuneproof.similar import capped_groups, max_similarity, similar_pairs
 
 from params_file import set_params
-
-VOCAB = [f"{a}{b}" for a in ("ba", "ke", "mo", "ti", "ru", "sa", "lo", "pe", "du", "vi")
-         for b in ("rn", "sk", "lt", "mp", "ng", "ft", "rd", "xe", "zo", "qu")]
-INTENTS = ("billing_refund", "shipping_delay", "account_access")
-
-
-def random_text(rng: random.Random, words: int = 14) -> str:
-    """A sentence of random made-up words: unrelated texts share (almost) no word 3-grams."""
-    return " ".join(rng.choice(VOCAB) for _ in range(words)).capitalize() + "."
-
-
-def record(i: int, prompt: str, label: str | None = "billing_refund", system: str | None = None) -> dict:
-    completion = json.dumps({"intent": label, "priority": "low"}) if label is not None else "no json here"
-    messages = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
-    return {"id": f"L{i:06d}", "messages": messages, "completion": completion}
-
+from split_data import INTENTS, edited_copy, family_records, outputs, random_text, record, write_dedup_records
 
 # A ticket-length text (26 words). The audit at its default 0.8 flags a one-word edit of texts
 # from about 14 words up; shorter texts are flagged when copied with case/punctuation edits only.
 TICKET = ("Hello, my order 48213 arrived yesterday but the blender jar was cracked and leaking "
           "everywhere. Could you send a replacement or refund me? Thanks, Maria")
-
-
-def edited_copy(text: str) -> str:
-    """A leak: the same text with one word changed, re-cased and re-punctuated."""
-    words = text.rstrip(".").split()
-    words[len(words) // 2] = "changed"
-    return " ".join(words).upper() + "!!"
-
-
-def family_records(families: int = 30, per_family: int = 3, singles: int = 150, seed: int = 0) -> list[dict]:
-    """Near-duplicate families (edited copies of one text) plus unrelated single records."""
-    rng = random.Random(seed)
-    records = []
-    for f in range(families):
-        base = random_text(rng, 16)
-        for k in range(per_family):
-            records.append(record(len(records) + 1, base if k == 0 else edited_copy(base) + " " * k,
-                                  INTENTS[f % len(INTENTS)]))
-    for s in range(singles):
-        records.append(record(len(records) + 1, random_text(rng), INTENTS[s % len(INTENTS)]))
-    return records
 
 
 def split_of(result) -> dict[str, str]:
@@ -245,22 +207,6 @@ def test_shared_completion_is_legitimate_for_label_tasks_only():
 
 
 # ---------------------------------------------------------------- the stage
-
-
-def write_dedup_records(project_dir: Path, records: list[dict]) -> Path:
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    path = project_dir / params["paths"]["dedup"] / "records.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
-    return path
-
-
-def outputs(project_dir: Path) -> dict[str, bytes]:
-    params = yaml.safe_load((project_dir / "params.yaml").read_text())
-    split_dir = project_dir / params["paths"]["split"]
-    files = [split_dir / f"{s}.jsonl" for s in SPLITS] + [split_dir / "audit.json",
-                                                          project_dir / params["paths"]["metrics"] / "split.json"]
-    return {str(f.relative_to(project_dir)): f.read_bytes() for f in files if f.exists()}
 
 
 def test_main_writes_all_outputs_deterministically(project_dir):

@@ -12,7 +12,7 @@ import pytest
 from cheap_project import RAW, write_compare_inputs
 from params_file import set_params
 from stages import compare, dedup, split
-from test_split import family_records
+from split_data import family_records
 from tuneproof.config import TEACHER_KEY
 from tuneproof.io import TuneproofError, read_json, read_jsonl, write_json, write_jsonl
 from tuneproof.scoring import ScoreParams, build_scorer
