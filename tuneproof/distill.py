@@ -95,7 +95,7 @@ class LocalTeacher:
         self.decoding = {"greedy": True, "max_new_tokens": gen.max_new_tokens}
 
     def answer_all(self, jobs: dict[str, list[dict]]) -> Iterator[tuple[str, dict | RecordFailed]]:
-        from tuneproof.generation import generate
+        from tuneproof.generation import count_tokens, generate
         from tuneproof.prompting import render_prompt
 
         keys = list(jobs)
@@ -105,8 +105,7 @@ class LocalTeacher:
             answers = generate(self.model, self.tokenizer, [render_prompt(self.tokenizer, jobs[k]) for k in chunk],
                                self.gen.max_new_tokens, self.gen.batch_size, self.gen.prefix_cache, desc="distill")
             seconds = (time.monotonic() - begin) / len(chunk)
-            for key, text in zip(chunk, answers):
-                tokens = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+            for key, text, tokens in zip(chunk, answers, count_tokens(self.tokenizer, answers)):
                 yield key, _entry(text, tokens, seconds)
 
 

@@ -62,6 +62,11 @@ def _tokenize(tokenizer, prompts: Sequence[str]) -> list[list[int]]:
     return tokenizer(list(prompts), add_special_tokens=False)["input_ids"]
 
 
+def count_tokens(tokenizer, texts: Sequence[str]) -> list[int]:
+    """Tokens of each generated text, counted as it was generated (no special tokens added)."""
+    return [len(ids) for ids in _tokenize(tokenizer, texts)] if texts else []
+
+
 def shared_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
     """Length of the token prefix common to all lists, leaving every list at least one token."""
     if not token_lists:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from tuneproof.generation import GenerateParams, generate, rank_classify
+from tuneproof.generation import GenerateParams, count_tokens, generate, rank_classify
 from tuneproof.io import atomic_path, write_jsonl
 from tuneproof.prompting import format_prompt
 from tuneproof.scoring import Scorer
@@ -54,7 +54,7 @@ def rank_and_score(model, tokenizer, records: Sequence[dict], scorer: Scorer, sy
 def answer_cost(tokenizer, rows: Sequence[dict], seconds: float, device, batch_size: int) -> dict:
     """What answering `rows` cost as measured: wall seconds per answer and generated tokens per
     second (batched as generate.batch_size), with the device it ran on."""
-    tokens = sum(len(tokenizer(r["prediction"], add_special_tokens=False)["input_ids"]) for r in rows)
+    tokens = sum(count_tokens(tokenizer, [r["prediction"] for r in rows]))
     return {"seconds_per_answer": round(seconds / max(len(rows), 1), 6),
             "tokens_per_second": round(tokens / seconds, 2) if seconds > 0 else None,
             "device": str(device), "batch_size": batch_size}
