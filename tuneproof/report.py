@@ -19,11 +19,12 @@ from tuneproof.paired import example_score, per_example_metric
 from tuneproof.teacher import given_reading
 
 SAMPLES = 5  # sample predictions shown where baseline and fine-tune differ
+TEACHER_ROW = "teacher (distilled from: its answers are the test references)"  # the before/after table's distill line
 
 
 
-def _fmt(value) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else ("n/a" if value is None else str(value))
+def _fmt(value, spec: str = ".3f") -> str:
+    return format(value, spec) if isinstance(value, float) else ("n/a" if value is None else str(value))
 
 
 def _or(value, default: str = "n/a"):
@@ -44,7 +45,8 @@ def _metric_names(metrics: dict[str, dict]) -> list[str]:
 
 
 def before_after_table(evidence: Evidence, baseline: BaselineMetrics, evaluate: EvaluateMetrics) -> str:
-    systems = {**baseline.strategies, "fine-tune": evaluate.finetune}
+    teacher = {} if evidence.teacher is None else {TEACHER_ROW: evidence.teacher["teacher"]}
+    systems = {**baseline.strategies, "fine-tune": evaluate.finetune, **teacher}
     names = _metric_names(systems)
     primary, conf = evidence.primary, int(100 * evidence.confidence)
     lines = ["| system | " + " | ".join(f"**{n}**" if n == primary else n for n in names)
@@ -55,10 +57,6 @@ def before_after_table(evidence: Evidence, baseline: BaselineMetrics, evaluate: 
         gain = f"{vs['gain']:+.3f} [{vs['ci_low']:+.3f}, {vs['ci_high']:+.3f}]" if vs else "—"
         label = f"{name} (best prompted)" if name == evidence.best_strategy else name
         lines.append(f"| {label} | " + " | ".join(_fmt(metrics.get(n)) for n in names) + f" | {gain} |")
-    if evidence.teacher is not None:
-        teacher = evidence.teacher["teacher"]
-        lines.append("| teacher (distilled from: its answers are the test references) | "
-                     + " | ".join(_fmt(teacher.get(n)) for n in names) + " | — |")
     refs = baseline.trivial
     if refs:
         lines.append("")
@@ -95,12 +93,11 @@ def teacher_section(evidence: Evidence) -> str:
                   "right: keep a human completion on the lines of `distill.prompts` (the teacher's answer is "
                   "trained on, the given one is kept for this comparison).", ""]
     cost = ref["cost"]
-    num = lambda value, spec: "n/a" if value is None else format(value, spec)  # noqa: E731
-    lines.append(f"Cost per answer, as each ran: teacher {num(cost['teacher_seconds_per_answer'], '.3g')} s "
-                 f"({num(cost['teacher_tokens_per_second'], '.1f')} tokens/s, measured when distill paid for it), "
-                 f"fine-tune {num(cost['student_seconds_per_answer'], '.3g')} s "
-                 f"({num(cost['student_tokens_per_second'], '.1f')} tokens/s on {_or(cost['student_device'])}, "
-                 f"evaluate): the teacher takes {num(cost['teacher_over_student'], '.1f')}x the student's time per "
+    lines.append(f"Cost per answer, as each ran: teacher {_fmt(cost['teacher_seconds_per_answer'], '.3g')} s "
+                 f"({_fmt(cost['teacher_tokens_per_second'], '.1f')} tokens/s, measured when distill paid for it), "
+                 f"fine-tune {_fmt(cost['student_seconds_per_answer'], '.3g')} s "
+                 f"({_fmt(cost['student_tokens_per_second'], '.1f')} tokens/s on {_or(cost['student_device'])}, "
+                 f"evaluate): the teacher takes {_fmt(cost['teacher_over_student'], '.1f')}x the student's time per "
                  "answer. Different machines and batching: read it as what each cost as run, not as model sizes.")
     return "\n".join(lines)
 
