@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tuneproof.config import ADAPTER_INFO, TEACHER_KEY, Paths
+from tuneproof.config import ADAPTER_INFO, SPLIT_AUDIT, TEACHER_KEY, Paths, split_file
 from tuneproof.drift import load_production
 from tuneproof.io import read_json, read_jsonl, sha256_file
 from tuneproof.records import line_values
@@ -131,8 +131,8 @@ class CompareInputs:
             baseline_rows={name: read_jsonl(baseline_dir / f"{name}.jsonl") for name in baseline.strategies},
             baseline=baseline, finetune_rows=read_jsonl(evaluate_dir / "test.jsonl"),
             evaluate=EvaluateMetrics.from_json(read_json(paths.metrics_file("evaluate"))),
-            test=read_jsonl(split_dir / "test.jsonl"), train=read_jsonl(split_dir / "train.jsonl"),
-            train_sha256=sha256_file(split_dir / "train.jsonl"), audit=read_json(split_dir / "audit.json"),
+            test=read_jsonl(split_dir / split_file("test")), train=read_jsonl(split_dir / split_file("train")),
+            train_sha256=sha256_file(split_dir / split_file("train")), audit=read_json(split_dir / SPLIT_AUDIT),
             train_info=TrainInfo.from_json(_optional_json(Path(paths.adapter) / ADAPTER_INFO)),
             train_metrics=TrainMetrics.from_json(_optional_json(paths.metrics_file("train"))),
             probe=_optional_json(paths.metrics_file("probe")),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from tuneproof.config import ADAPTER_INFO, Paths, Task
+from tuneproof.config import ADAPTER_INFO, SPLITS, Paths, Task, split_file
 from tuneproof.contract import BaselineMetrics, CompareInputs, EvaluateMetrics, Evidence, TrainInfo
 from tuneproof.io import TuneproofError, atomic_path, remove_outputs, sha256_file, write_json, write_text
 from tuneproof.paired import example_score, per_example_metric
@@ -176,8 +176,8 @@ Overlap with train (**{overlap['status']}**): {overlap['evidence']}."""
 def dataset_version(paths: Paths) -> str:
     split_dir = Path(paths.split)
     lines = [f"- raw data `{paths.raw}`: sha256 `{sha256_file(paths.raw)}`"]
-    for name in ("train", "val", "test"):
-        path = split_dir / f"{name}.jsonl"
+    for name in SPLITS:
+        path = split_dir / split_file(name)
         count = sum(1 for line in path.open(encoding="utf-8") if line.strip())
         lines.append(f"- `{path}`: {count} records, sha256 `{sha256_file(path)}`")
     lock = Path("dvc.lock")
