@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Literal, Sequence
 
 from tuneproof.config import TEACHER_KEY
+from tuneproof.cost import answer_rates
 from tuneproof.generation import GenerateParams
 from tuneproof.io import TuneproofError, dumps, read_json, sha256_text, sha256_tree, write_json
 from tuneproof.progress import progress
@@ -241,15 +242,13 @@ def distill_records(records: Sequence[dict], teacher, system: str | None,
             out.append({**record, "completion": answer["completion"], TEACHER_KEY: details})
     paid = [answers[k] for k in jobs if k not in errors]
     every = [answers[k] for k in dict.fromkeys(keys) if k not in errors]
-    tokens = [a["tokens"] for a in every if a.get("tokens") is not None]
+    seconds_per_answer, tokens_per_second = answer_rates(every)
     metrics = {
         "records_in": len(records), "records_out": len(out), "failed": len(failures),
         "teacher": teacher.identity["kind"], "teacher_calls": len(jobs), "cache_hits": len(keys) - len(jobs),
         "requests": getattr(teacher, "requests", len(jobs)), "seconds_this_run": round(wall, 3),
         # cost of the teacher as measured when each answer was paid for (cached answers included)
-        "teacher_seconds_per_record": round(sum(a["seconds"] for a in every) / len(every), 4) if every else None,
-        "teacher_tokens_per_second": (round(sum(tokens) / sum(a["seconds"] for a in every if a.get("tokens")), 2)
-                                      if tokens and sum(tokens) else None),
+        "teacher_seconds_per_record": seconds_per_answer, "teacher_tokens_per_second": tokens_per_second,
         "completion_tokens_this_run": sum(a.get("tokens") or 0 for a in paid),
         **given_agreement(out),
     }

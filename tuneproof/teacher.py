@@ -26,6 +26,7 @@ from typing import Sequence
 from tuneproof.compare_params import CompareParams
 from tuneproof.config import TEACHER_KEY
 from tuneproof.contract import CompareInputs
+from tuneproof.cost import answer_rates
 from tuneproof.io import TuneproofError
 from tuneproof.paired import label_score, label_set, paired_gain
 from tuneproof.records import label_of
@@ -49,14 +50,9 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def _cost(test: Sequence[dict], details: dict[str, dict], student: dict | None) -> dict:
-    lines = [details[r["id"]] for r in test if r["id"] in details]
-    seconds = [line["seconds"] for line in lines if isinstance(line.get("seconds"), (int, float))]
-    timed = [line for line in lines if line.get("tokens") and line.get("seconds")]
-    teacher = round(sum(seconds) / len(seconds), 4) if seconds else None
+    teacher, teacher_rate = answer_rates([details[r["id"]] for r in test if r["id"] in details])
     student_seconds = (student or {}).get("seconds_per_answer")
-    return {"teacher_seconds_per_answer": teacher,
-            "teacher_tokens_per_second": (round(sum(t["tokens"] for t in timed) / sum(t["seconds"] for t in timed), 2)
-                                          if timed else None),
+    return {"teacher_seconds_per_answer": teacher, "teacher_tokens_per_second": teacher_rate,
             "student_seconds_per_answer": student_seconds,
             "student_tokens_per_second": (student or {}).get("tokens_per_second"),
             "student_device": (student or {}).get("device"),
