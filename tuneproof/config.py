@@ -1,9 +1,9 @@
 """The params sections with no library module of their own (paths, task and prompt, shared by
-several stages; base_model, baseline, evaluate, probe), and the names of the provenance files
-that cross a stage boundary. Other sections are declared beside the code that reads them:
+several stages; base_model, baseline, evaluate, probe), and the names of the files and record
+keys that cross a stage boundary. Other sections are declared beside the code that reads them:
 train (tuneproof.train_config), generate (tuneproof.generation), score (tuneproof.scoring),
 distill (tuneproof.distill), dedup (tuneproof.deduplicate), split (tuneproof.splitting),
-compare.drift (tuneproof.drift). The files that cross a stage boundary are named here too.
+compare.drift (tuneproof.drift).
 
 params.yaml documents every key and gives every default (tests/test_params_defaults.py holds the
 two together): a field here has no comment, and a default only where it equals params.yaml's value.
